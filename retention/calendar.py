@@ -1,0 +1,154 @@
+"""Due instants and exact cutoffs, counted the way law counts periods.
+
+This is the only module that does calendar arithmetic (with pendulum).
+
+* Calendar spans (days, weeks, months, years): take the local date of the
+  event, add the spans left to right as date arithmetic (Aug 31 + 6 months is
+  the last day of February), and the period ends at the end of that local day:
+  the record is due from the first instant of the next local day
+  (EU Regulation 1182/71, art. 3).
+* Hour spans: a fixed duration in absolute time from the event instant.
+* ``until EVENT``: due at the event instant itself.
+
+The due instant never decreases as the event instant grows, so the due records
+at ``now`` are exactly those with ``event <= cutoff(now)``. :func:`cutoff` finds
+that one instant, to the microsecond, by inverting the forward function
+:func:`due_at` over dates (never by subtracting a period from ``now`` in UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+import pendulum
+
+from retention.phrase import Kind, Retain, Unit
+
+UTC = dt.UTC
+ONE_MICROSECOND = dt.timedelta(microseconds=1)
+_ONE_DAY = dt.timedelta(days=1)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> dt.tzinfo:
+    """The time zone called ``name``; raises ``ValueError`` for an unknown name."""
+    try:
+        return pendulum.timezone(name)  # type: ignore[no-any-return]
+    except Exception as exc:  # pendulum raises its own InvalidTimezone
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def aware(instant: dt.datetime) -> dt.datetime:
+    """``instant`` as an aware UTC datetime; a naive one is read as UTC."""
+    if instant.tzinfo is None:
+        return instant.replace(tzinfo=UTC)
+    return instant.astimezone(UTC)
+
+
+def local_date(instant: dt.datetime, tz: dt.tzinfo) -> dt.date:
+    """The calendar date of ``instant`` on a wall clock in ``tz``."""
+    return aware(instant).astimezone(tz).date()
+
+
+def first_instant(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
+    """The first instant (UTC) whose local date in ``tz`` is ``day``.
+
+    Found by bisection over microseconds rather than by building local
+    midnight, so days that start at 01:00 (a DST gap at midnight) or twice are
+    handled without special cases.
+    """
+    naive_midnight = dt.datetime.combine(day, dt.time(0))
+    lo = _micros(naive_midnight.replace(tzinfo=UTC) - 2 * _ONE_DAY)  # local date < day
+    hi = _micros(naive_midnight.replace(tzinfo=UTC) + 2 * _ONE_DAY)  # local date >= day
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if local_date(_instant(mid), tz) >= day:
+            hi = mid
+        else:
+            lo = mid
+    return _instant(hi)
+
+
+def add_spans(day: dt.date, retain: Retain) -> dt.date:
+    """``day`` plus the calendar spans of ``retain``, left to right, clamped at month ends."""
+    out = pendulum.Date(day.year, day.month, day.day)
+    for span in retain.spans:
+        out = _shift(out, span.unit, span.amount)
+    return dt.date(out.year, out.month, out.day)
+
+
+def due_at(event: dt.datetime, retain: Retain, tz: dt.tzinfo) -> dt.datetime:
+    """The first instant (UTC) at which a record with this event instant is due."""
+    event = aware(event)
+    if retain.kind is Kind.UNTIL:
+        return event
+    if retain.kind is Kind.HOURS:
+        return event + dt.timedelta(hours=retain.total_hours)
+    return first_instant(add_spans(local_date(event, tz), retain) + _ONE_DAY, tz)
+
+
+def due_at_date(event: dt.date, retain: Retain, tz: dt.tzinfo) -> dt.datetime:
+    """The due instant of an event stored as a date (the local date of the event)."""
+    return due_at(first_instant(event, tz), retain, tz)
+
+
+def cutoff(now: dt.datetime, retain: Retain, tz: dt.tzinfo) -> dt.datetime:
+    """The latest event instant (UTC, microsecond precision) that is due at ``now``.
+
+    ``due_at(e) <= now`` holds exactly when ``e <= cutoff(now)``.
+    """
+    now = aware(now)
+    if retain.kind is Kind.UNTIL:
+        return now
+    if retain.kind is Kind.HOURS:
+        return now - dt.timedelta(hours=retain.total_hours)
+    # due_at(e) <= now  <=>  add_spans(local_date(e)) + 1 day <= local_date(now)
+    last = local_date(now, tz) - _ONE_DAY
+    day = _subtract_spans(last, retain)
+    while add_spans(day + _ONE_DAY, retain) <= last:  # clamping maps several days to one
+        day += _ONE_DAY
+    while add_spans(day, retain) > last:
+        day -= _ONE_DAY
+    return first_instant(day + _ONE_DAY, tz) - ONE_MICROSECOND
+
+
+def cutoff_date(cut: dt.datetime, tz: dt.tzinfo) -> dt.date:
+    """The latest local date whose first instant is ``<= cut`` (for DATE columns)."""
+    return local_date(cut, tz)
+
+
+def as_local_naive(instant: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """``instant`` as a naive wall-clock time in ``tz`` (for naive local columns)."""
+    return aware(instant).astimezone(tz).replace(tzinfo=None)
+
+
+def from_local_naive(wall: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """A naive wall-clock time in ``tz`` as an instant (the earlier one when ambiguous)."""
+    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def _shift(day: pendulum.Date, unit: Unit, amount: int) -> pendulum.Date:
+    if unit is Unit.YEAR:
+        return day.add(years=amount)
+    if unit is Unit.MONTH:
+        return day.add(months=amount)
+    if unit is Unit.WEEK:
+        return day.add(weeks=amount)
+    return day.add(days=amount)
+
+
+def _subtract_spans(day: dt.date, retain: Retain) -> dt.date:
+    out = pendulum.Date(day.year, day.month, day.day)
+    for span in reversed(retain.spans):
+        out = _shift(out, span.unit, -span.amount)
+    return dt.date(out.year, out.month, out.day)
+
+
+def _micros(instant: dt.datetime) -> int:
+    return (instant - _EPOCH) // ONE_MICROSECOND
+
+
+def _instant(micros: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=micros)
