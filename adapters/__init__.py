@@ -1,0 +1,12 @@
+"""Adapters: what retention uses to find and change records in a data store.
+
+Installed as ``retention.adapters``. Built in: ``sql`` (SQLAlchemy 2 Core).
+Third-party adapters register under the entry-point group
+``retention.adapters`` and implement :class:`~retention.adapters.protocol.Adapter`.
+"""
+
+from __future__ import annotations
+
+from retention.adapters.protocol import Adapter, AffectedRow, Batch, BatchHook, DueCount
+
+__all__ = ["Adapter", "AffectedRow", "Batch", "BatchHook", "DueCount"]

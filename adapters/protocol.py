@@ -1,0 +1,116 @@
+"""The protocol every adapter implements, and the data it hands back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from retention.plan import Plan, TableInfo
+
+
+@dataclass(frozen=True, slots=True)
+class AffectedRow:
+    """One record removed or changed: what the audit log records (never its values)."""
+
+    table: str
+    key: dict[str, Any]
+    action: str  # "delete" or "anonymize"
+    event_at: dt.datetime
+    due_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One batch transaction: the rows it touched and where the next batch starts."""
+
+    rows: tuple[AffectedRow, ...]
+    scanned: int  # rows selected; fewer than the batch size means the scan is done
+    last_key: tuple[Any, ...] | None
+
+    @property
+    def parents(self) -> int:
+        return sum(1 for r in self.rows if r.table == self.rows[0].table) if self.rows else 0
+
+
+@dataclass(frozen=True, slots=True)
+class DueCount:
+    """What a plan would touch now (a dry run)."""
+
+    due: int
+    held: int
+    total: int
+    oldest_due_event: dt.datetime | None
+    children: dict[str, int]
+
+
+# Called inside the batch's transaction, after the changes and before the commit,
+# with the adapter's open connection (or None when it has none to share).
+BatchHook = Callable[[Batch, Any], None]
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A data store that retention can enforce rules on.
+
+    Capability attributes:
+
+    ``supports_returning``
+        The store reports the rows a delete removed in the same statement
+        (``DELETE ... RETURNING``); without it the adapter locks the selected
+        rows first and deletes exactly those.
+    ``url``
+        The address of the store with any password hidden, for logs and reports.
+    """
+
+    name: str
+    supports_returning: bool
+    url: str
+
+    def reflect(self, table: str) -> TableInfo | None:
+        """The table's columns and primary key, or None if it does not exist.
+
+        Raises ``sqlalchemy.exc.OperationalError`` (or the adapter's own
+        connection error) when the store cannot be reached.
+        """
+        ...
+
+    def tables(self) -> list[str]:
+        """Every table of the store (for the coverage report). Raises on connection errors."""
+        ...
+
+    def count(self, plan: Plan) -> DueCount:
+        """Count the due, held and total rows of ``plan``; changes nothing."""
+        ...
+
+    def due_within(self, plan: Plan, later: Plan) -> int:
+        """Rows not due under ``plan`` that are due under ``later`` (a later instant)."""
+        ...
+
+    def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` keys of due rows, in key order."""
+        ...
+
+    def statements(self, plan: Plan) -> list[str]:
+        """The statements a run of ``plan`` executes, as SQL text with bound parameters."""
+        ...
+
+    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook) -> Batch:
+        """Delete or anonymize the next batch of due rows after key ``after``.
+
+        One short transaction: select and lock up to ``plan.batch_size`` due rows,
+        remove their children and them (or anonymize them), call ``hook`` with the
+        batch and the connection, then commit. If ``hook`` raises, the
+        transaction rolls back and the exception propagates. Raises the driver's
+        errors (wrapped by SQLAlchemy) on connection loss, timeouts or deadlocks.
+        """
+        ...
+
+    def exists(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Those of ``keys`` that still have a row in ``table`` (for crash recovery)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Never raises."""
+        ...

@@ -1,0 +1,267 @@
+"""The SQL adapter: SQLite, PostgreSQL and MariaDB/MySQL through SQLAlchemy 2 Core.
+
+Database differences live here, keyed on the dialect name:
+
+* SQLite takes its write lock at the start of a batch (``BEGIN IMMEDIATE``) and
+  has no ``FOR UPDATE``; PostgreSQL and MariaDB lock the selected rows.
+* PyMySQL and SQLite drop the offset of an aware datetime, so aware bounds are
+  bound as naive UTC there and MariaDB sessions run with ``time_zone = '+00:00'``.
+* ``DELETE ... RETURNING`` is used where the dialect has it (SQLite >= 3.35,
+  PostgreSQL, MariaDB); elsewhere the locked selection is deleted and the row
+  count must match it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, MetaData, Table, select
+from sqlalchemy.exc import NoSuchTableError
+
+from retention.adapters import anonymize
+from retention.adapters import sql_statements as q
+from retention.adapters.protocol import AffectedRow, Batch, BatchHook, DueCount
+from retention.db import create_engine, safe_url
+from retention.plan import ColumnInfo, Plan, TableInfo
+from retention.rules import Source
+
+_POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
+
+
+class SqlAdapter:
+    """Adapter for every database SQLAlchemy reaches (``adapter: sql``, option ``url``)."""
+
+    name = "sql"
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        raw = str(source.options.get("url") or "")
+        self.url = safe_url(raw)
+        self.raw_url = raw
+        self.engine = create_engine(raw)
+        self.dialect = self.engine.dialect.name
+        self.schema: str | None = source.options.get("schema")
+        self._tables: dict[str, Table] = {}
+
+    @property
+    def supports_returning(self) -> bool:
+        return bool(self.engine.dialect.delete_returning)
+
+    # -- schema -------------------------------------------------------------------
+
+    def table(self, name: str) -> Table:
+        if name not in self._tables:
+            self._tables[name] = Table(name, MetaData(), autoload_with=self.engine,
+                                       schema=self.schema)
+        return self._tables[name]
+
+    def reflect(self, table: str) -> TableInfo | None:
+        try:
+            reflected = self.table(table)
+        except NoSuchTableError:
+            return None
+        columns = {c.name: ColumnInfo(c.name, str(c.type), self._temporal(c.type),
+                                      bool(c.nullable)) for c in reflected.columns}
+        return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
+
+    def tables(self) -> list[str]:
+        return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))
+
+    def foreign_keys_to(self, table: str) -> list[tuple[str, list[str], str | None]]:
+        """(child table, its columns, ON DELETE action) for every foreign key into ``table``."""
+        inspector = sa.inspect(self.engine)
+        found = []
+        for name in inspector.get_table_names(schema=self.schema):
+            for fk in inspector.get_foreign_keys(name, schema=self.schema):
+                if fk["referred_table"] == table:
+                    ondelete = (fk.get("options") or {}).get("ondelete")
+                    found.append((name, list(fk["constrained_columns"]), ondelete))
+        return found
+
+    def _temporal(self, kind: Any) -> str | None:
+        if isinstance(kind, sa.DateTime):
+            if self.dialect == "postgresql":
+                return "aware" if kind.timezone else "naive"
+            if self.dialect in ("mysql", "mariadb") and type(kind).__name__ == "TIMESTAMP":
+                return "aware"  # stored in UTC; the session time zone is UTC
+            return "naive"
+        if isinstance(kind, sa.Date):
+            return "date"
+        return None
+
+    # -- reading ------------------------------------------------------------------
+
+    def count(self, plan: Plan) -> DueCount:
+        table = self.table(plan.table)
+        with self.engine.connect() as conn:
+            due, oldest = conn.execute(q.count_due(table, plan, self.dialect)).one()
+            held = conn.execute(q.count_held(table, plan, self.dialect)).scalar_one()
+            total = conn.execute(select(sa.func.count()).select_from(table)).scalar_one()
+            children = {
+                child.table: conn.execute(
+                    q.count_children(table, self.table(child.table), child.key, plan,
+                                     self.dialect)
+                ).scalar_one()
+                for child in plan.children
+            }
+        return DueCount(
+            due=int(due), held=int(held), total=int(total),
+            oldest_due_event=None if oldest is None else plan.event_instant(oldest),
+            children=children,
+        )
+
+    def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:
+        table = self.table(plan.table)
+        pk = [table.c[n] for n in plan.primary_key]
+        stmt = select(*pk).where(q.due(table, plan, self.dialect), q.pending(table, plan))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(*pk).limit(limit)).all()
+        return [dict(zip(plan.primary_key, row, strict=True)) for row in rows]
+
+    def exists(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        reflected = self.table(table)
+        names = list(keys[0])
+        cols = [reflected.c[n] for n in names]
+        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
+        values = [k[names[0]] for k in keys] if len(cols) == 1 else [
+            tuple(k[n] for n in names) for k in keys]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*cols).where(target.in_(values))).all()
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def statements(self, plan: Plan) -> list[str]:
+        table = self.table(plan.table)
+        shown = [q.select_batch(table, plan, self.dialect, None, lock=True)]
+        keys = [tuple(None for _ in plan.primary_key)]
+        if plan.action.columns:
+            values = {a.column: None for a in plan.action.columns}
+            shown.append(table.update().where(q.key_of(table, plan) == sa.bindparam("key"))
+                         .values(values))
+        else:
+            for child in plan.children:
+                ct = self.table(child.table)
+                shown.append(ct.delete().where(ct.c[child.key].in_([None])))
+            shown.append(q.delete_keys(table, plan, self.dialect, keys))
+        return [self._render(stmt) for stmt in shown]
+
+    def _render(self, stmt: Any) -> str:
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        text = _POSTCOMPILE.sub("(:keys of the batch)", str(compiled)).strip()
+        params = {k: v for k, v in compiled.params.items() if v is not None}
+        if params:
+            text += "\n-- parameters: " + ", ".join(
+                f"{k}={v.isoformat() if hasattr(v, 'isoformat') else repr(v)}"
+                for k, v in params.items()
+            )
+        return text
+
+    # -- changing -----------------------------------------------------------------
+
+    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook) -> Batch:
+        table = self.table(plan.table)
+        width = len(plan.primary_key)
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
+            with conn.begin():
+                rows = conn.execute(
+                    q.select_batch(table, plan, self.dialect, after, lock=True)
+                ).all()
+                if not rows:
+                    batch = Batch((), 0, after)
+                    hook(batch, conn)
+                    return batch
+                if plan.action.columns:
+                    affected = self._anonymize(conn, table, plan, rows, width)
+                else:
+                    affected = self._delete(conn, table, plan, rows, width)
+                batch = Batch(tuple(affected), len(rows), tuple(rows[-1][:width]))
+                hook(batch, conn)
+        return batch
+
+    def _delete(
+        self, conn: Connection, table: Table, plan: Plan, rows: list[Any], width: int
+    ) -> list[AffectedRow]:
+        keys = [tuple(r[:width]) for r in rows]
+        events = {tuple(r[:width]): r[width] for r in rows}
+        affected: list[AffectedRow] = []
+        children: list[AffectedRow] = []
+        for child in plan.children:
+            children.extend(self._delete_children(conn, plan, child.table, child.key,
+                                                  child.primary_key, events))
+        stmt = q.delete_keys(table, plan, self.dialect, keys)
+        pk = [table.c[n] for n in plan.primary_key]
+        if self.supports_returning:
+            gone = [tuple(r) for r in conn.execute(stmt.returning(*pk)).all()]
+        else:
+            result = conn.execute(stmt)
+            if result.rowcount != len(keys):
+                raise RuntimeError(
+                    f"{plan.table}: deleted {result.rowcount} rows of {len(keys)} locked; "
+                    "rolled back")
+            gone = keys
+        for key in sorted(gone):
+            affected.append(self._row(plan, plan.table, plan.primary_key, key, "delete",
+                                      events[key]))
+        return affected + children
+
+    def _delete_children(
+        self, conn: Connection, plan: Plan, name: str, fk: str, pk_names: tuple[str, ...],
+        events: dict[tuple[Any, ...], Any],
+    ) -> list[AffectedRow]:
+        child = self.table(name)
+        parent_ids = [k[0] for k in events]
+        pk = [child.c[n] for n in pk_names]
+        where = child.c[fk].in_(parent_ids)
+        if self.supports_returning:
+            rows = conn.execute(child.delete().where(where).returning(*pk, child.c[fk])).all()
+        else:
+            lock = select(*pk, child.c[fk]).where(where)
+            rows = conn.execute(lock if self.dialect == "sqlite" else lock.with_for_update()).all()
+            conn.execute(child.delete().where(where))
+        width = len(pk_names)
+        return [
+            self._row(plan, name, pk_names, tuple(r[:width]), "delete", events[(r[width],)])
+            for r in sorted(rows, key=lambda r: tuple(r[:width]))
+        ]
+
+    def _anonymize(
+        self, conn: Connection, table: Table, plan: Plan, rows: list[Any], width: int
+    ) -> list[AffectedRow]:
+        affected: list[AffectedRow] = []
+        updates: list[dict[str, Any]] = []
+        for row in rows:
+            old = row[width + 1:]
+            new = [anonymize.apply(a, v) for a, v in zip(plan.action.columns, old, strict=True)]
+            if all(anonymize.same(o, n) for o, n in zip(old, new, strict=True)):
+                continue
+            key = tuple(row[:width])
+            params = {f"k_{n}": v for n, v in zip(plan.primary_key, key, strict=True)}
+            params.update({f"v_{a.column}": v for a, v in zip(plan.action.columns, new,
+                                                                strict=True)})
+            updates.append(params)
+            affected.append(self._row(plan, plan.table, plan.primary_key, key, "anonymize",
+                                      row[width]))
+        if updates:
+            stmt = table.update().where(
+                *(table.c[n] == sa.bindparam(f"k_{n}") for n in plan.primary_key)
+            ).values({a.column: sa.bindparam(f"v_{a.column}") for a in plan.action.columns})
+            conn.execute(stmt, updates)
+        return affected
+
+    def _row(
+        self, plan: Plan, table: str, names: tuple[str, ...], key: tuple[Any, ...],
+        action: str, event_value: Any,
+    ) -> AffectedRow:
+        return AffectedRow(
+            table=table, key=dict(zip(names, key, strict=True)), action=action,
+            event_at=plan.event_instant(event_value), due_at=plan.due_instant(event_value),
+        )
+
+    def close(self) -> None:
+        try:
+            self.engine.dispose()
+        except Exception:  # closing must never mask the error being handled
+            pass

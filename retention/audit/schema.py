@@ -1,0 +1,59 @@
+"""Tables of the audit store (created on first use, in any SQLAlchemy database)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# The hash-chained, append-only log. Every kind of record lives here:
+# run_started, record (one per affected row), batch_committed, batch_rolled_back,
+# run_finished. Times are ISO-8601 text in UTC so the hash never depends on a
+# driver's datetime handling.
+log = Table(
+    "retention_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(32), nullable=False),
+    Column("run_id", String(36), nullable=False, index=True),
+    Column("batch_id", String(48), nullable=True, index=True),
+    Column("rule", String(200), nullable=True),
+    Column("source", String(200), nullable=True),
+    Column("table_name", String(200), nullable=True),
+    Column("record_key", Text, nullable=True),
+    Column("action", String(16), nullable=True),
+    Column("event_at", String(40), nullable=True),
+    Column("due_at", String(40), nullable=True),
+    Column("at", String(40), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# The end of the chain, one row: appends lock it, so the chain stays a line,
+# and verify compares it with the last entry, so removing the tail is seen.
+head = Table(
+    "retention_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# A convenience index of runs, derived from the log (the log is the evidence).
+runs = Table(
+    "retention_runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("policy", String(200), nullable=False),
+    Column("policy_version", String(100), nullable=True),
+    Column("policy_sha256", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("as_of", String(40), nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("finished_at", String(40), nullable=True),
+    Column("status", String(16), nullable=True),
+    Column("summary", Text, nullable=True),
+)
+
+LOG_FIELDS = tuple(c.name for c in log.columns if c.name not in ("hash",))

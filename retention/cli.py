@@ -1,0 +1,264 @@
+"""The ``retention`` command line (Click). stdout carries results; logs go to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from retention import engine, logs, render
+from retention import report as report_module
+from retention.audit import export
+from retention.audit.store import AuditStore
+from retention.errors import RetentionError, UsageError
+from retention.instants import parse_instant, utcnow
+from retention.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from retention.policy import load_policy
+from retention.rules import Policy
+from retention.secrets import scrub
+
+POLICY = click.argument("policy", envvar="RETENTION_POLICY", type=click.Path(dir_okay=False))
+
+
+def _load(path: str) -> Policy:
+    return load_policy(path)
+
+
+def _out(text: str, output: str | None = None) -> None:
+    text = scrub(text)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@click.group()
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--debug", is_flag=True, help="Print a traceback for unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, debug: bool) -> None:
+    """Enforce the retention promises of a privacy statement."""
+    logs.configure(log_level)
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@POLICY
+def validate(policy: str) -> int:
+    """Check the policy file and the live schemas of its sources."""
+    loaded = _load(policy)
+    with engine.Session(loaded) as session:
+        plans, failed = engine.compile_plans(session, loaded.rules, utcnow())
+    for rule, reason in failed.items():
+        click.echo(f"{policy}: rule '{rule}': source unreachable: {reason}", err=True)
+    if failed:
+        return EXIT_USAGE
+    click.echo(f"{policy}: policy '{loaded.name}' is valid ({len(plans)} rules)")
+    return EXIT_OK
+
+
+@cli.command()
+@POLICY
+@click.option("--rule", "rules", multiple=True, help="Only this rule (repeatable).")
+@click.option("--as-of", "as_of", help="ISO-8601 instant (default: now).")
+def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
+    """Show each rule's cutoff and the SQL it will run."""
+    loaded = _load(policy)
+    instant = parse_instant(as_of) if as_of else utcnow()
+    selected = engine.select_rules(loaded, rules)
+    with engine.Session(loaded) as session:
+        plans, failed = engine.compile_plans(session, selected, instant)
+        for rule in selected:
+            click.echo(f"-- rule {rule.name}: {rule.retain}")
+            if rule.name in failed:
+                click.echo(f"-- source unreachable: {failed[rule.name]}\n")
+                continue
+            compiled = plans[rule.name]
+            click.echo(f"-- cutoff: {compiled.cutoff.isoformat()}")
+            click.echo(f"-- {compiled.describe()}")
+            for statement in session.adapter(rule.source).statements(compiled):
+                click.echo(statement + ";")
+            click.echo("")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+@cli.command()
+@POLICY
+@click.option("--as-of", "as_of", help="ISO-8601 instant (default: now).")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "json", "csv", "md", "html"]))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+@click.option("--samples", default=0, show_default=True, type=click.IntRange(0, 1000),
+              help="List up to N keys of due records per rule.")
+@click.option("--rule", "rules", multiple=True, help="Only this rule (repeatable).")
+def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples: int,
+           rules: tuple[str, ...]) -> int:
+    """Dry run for auditors: what is due, what is held, why. Changes nothing."""
+    loaded = _load(policy)
+    instant = parse_instant(as_of) if as_of else utcnow()
+    data = report_module.build(loaded, instant, samples, list(rules) or None)
+    _out(render.report(data, fmt), output)
+    return EXIT_FAILED if any("error" in r for r in data["rules"]) else EXIT_OK
+
+
+@cli.command()
+@POLICY
+@click.option("--rule", "rules", multiple=True, help="Only this rule (repeatable).")
+@click.option("--as-of", "as_of", help="ISO-8601 instant, not later than now (default: now).")
+@click.option("--dry-run", is_flag=True, help="Count what would change; change nothing.")
+@click.option("--max-rows", type=click.IntRange(0), help="Lower every rule's max_rows.")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "json"]))
+def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
+        max_rows: int | None, fmt: str) -> int:
+    """Enforce the policy once (for cron, systemd timers, Kubernetes CronJobs)."""
+    loaded = _load(policy)
+    now = utcnow()
+    instant = parse_instant(as_of) if as_of else now
+    if instant > now:
+        raise UsageError(f"--as-of {instant.isoformat()} is later than now; a run at a later "
+                         "instant would delete early (use 'report' to look ahead)")
+    outcome = engine.run(loaded, instant, rules, dry_run=dry_run, max_rows=max_rows)
+    if fmt == "json":
+        _out(render.to_json(outcome.as_json()))
+    else:
+        columns = ("rule", "status", "deleted", "anonymized", "held", "due", "children",
+                   "note")
+        rows = [[r.rule, r.status.value, r.deleted, r.anonymized, r.held, r.due,
+                 ", ".join(f"{t}: {n}" for t, n in r.children.items()), r.error or ""]
+                for r in outcome.rules]
+        title = f"{'Dry run' if dry_run else 'Run'} {outcome.run_id} of {loaded.name}"
+        _out(render.table(title, columns, rows))
+    return outcome.exit_code
+
+
+@cli.group()
+def audit() -> None:
+    """Read and check the audit log."""
+
+
+@audit.command("list")
+@POLICY
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+def audit_list(policy: str, limit: int, fmt: str) -> int:
+    """The latest runs."""
+    store = AuditStore(_load(policy).audit_url)
+    try:
+        runs = store.runs(limit)
+    finally:
+        store.close()
+    if fmt == "json":
+        _out(render.to_json(runs))
+        return EXIT_OK
+    columns = ("run_id", "mode", "as_of", "started_at", "status", "policy_version")
+    _out(render.table("Runs", columns, [[r[c] for c in columns] for r in runs]))
+    return EXIT_OK
+
+
+@audit.command("show")
+@POLICY
+@click.argument("run_id")
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+def audit_show(policy: str, run_id: str, fmt: str) -> int:
+    """One run: its rules and the records it changed."""
+    store = AuditStore(_load(policy).audit_url)
+    try:
+        found = store.run(run_id)
+        if found is None:
+            raise UsageError(f"no run {run_id!r} in the audit store {store.url}")
+        found["summary"] = json.loads(found["summary"] or "[]")
+        records = [export.record_json(r) for r in store.records(run_id=run_id)]
+    finally:
+        store.close()
+    if fmt == "json":
+        _out(render.to_json({**found, "records": records}))
+        return EXIT_OK
+    rules = found["summary"]
+    text = render.table(f"Run {run_id} ({found['status']})",
+                        ("rule", "status", "deleted", "anonymized", "held", "cutoff"),
+                        [[r.get(c) for c in ("rule", "status", "deleted", "anonymized",
+                                             "held", "cutoff")] for r in rules])
+    text += render.table("Records", ("rule", "table", "key", "action", "event_at", "due_at"),
+                         [[r["rule"], r["table"], json.dumps(r["key"]), r["action"],
+                           r["event_at"], r["due_at"]] for r in records])
+    _out(text)
+    return EXIT_OK
+
+
+@audit.command("verify")
+@POLICY
+def audit_verify(policy: str) -> int:
+    """Recheck the whole hash chain; name the first entry altered, removed or inserted."""
+    store = AuditStore(_load(policy).audit_url)
+    try:
+        verdict = store.verify()
+    finally:
+        store.close()
+    _out(str(verdict))
+    return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+@audit.command("export")
+@POLICY
+@click.option("--format", "fmt", default="jsonl", show_default=True,
+              type=click.Choice(["jsonl", "csv"]))
+@click.option("--since", help="Only records at or after this ISO-8601 instant.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -> int:
+    """One line per affected record."""
+    instant = parse_instant(since, "--since").isoformat() if since else None
+    store = AuditStore(_load(policy).audit_url)
+    try:
+        stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        try:
+            export.write(store.records(since=instant), fmt, stream)
+        finally:
+            if output:
+                stream.close()
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--dir", "directory", default="retention-demo", show_default=True,
+              type=click.Path(file_okay=False), help="Where to build the demo database.")
+def demo(directory: str) -> int:
+    """Build a demo shop database and show report, run, audit log and verify."""
+    from retention import demo as demo_module
+
+    return demo_module.main(Path(directory))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: exit codes as in SPEC §3, one line per user error."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        code = cli.main(args=argv, prog_name="retention", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = EXIT_USAGE
+    except click.Abort:
+        click.echo("aborted", err=True)
+        code = EXIT_USAGE
+    except RetentionError as exc:
+        click.echo(scrub(str(exc)), err=True)
+        code = exc.exit_code
+    except Exception as exc:  # unexpected: one line, a traceback only when asked
+        message = scrub(f"error: {type(exc).__name__}: {exc}".splitlines()[0])
+        click.echo(message + ("" if debug else " (run with --debug for a traceback)"),
+                   err=True)
+        if debug:
+            click.echo(scrub("".join(traceback.format_exception(exc))), err=True)
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else 0)
+
+

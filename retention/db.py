@@ -1,0 +1,73 @@
+"""SQLAlchemy engines with retention's per-dialect settings, and password-free URLs.
+
+Shared by the SQL adapter (the user's data) and the audit store (our records).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import make_url
+
+from retention import secrets
+
+SQLITE_BUSY_TIMEOUT = 30  # seconds a SQLite writer waits for the database lock
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for every log, report and audit record)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether two URLs name the same database (so one transaction can span both)."""
+    try:
+        ua, ub = make_url(a), make_url(b)
+    except Exception:
+        return False
+    if ua.get_backend_name() != ub.get_backend_name():
+        return False
+    if ua.get_backend_name() == "sqlite":
+        if not ua.database or not ub.database or ":memory:" in (ua.database, ub.database):
+            return False
+        return Path(ua.database).resolve() == Path(ub.database).resolve()
+    return (ua.host, ua.port, ua.database, ua.username) == (ub.host, ub.port, ub.database,
+                                                            ub.username)
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``: UTC sessions, a patient SQLite lock, checked connections."""
+    parsed = make_url(url)
+    secrets.remember(parsed.password if isinstance(parsed.password, str) else None)
+    backend = parsed.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT
+    elif backend in ("mysql", "mariadb"):
+        connect_args["init_command"] = "SET time_zone = '+00:00'"
+    elif backend == "postgresql":
+        connect_args["options"] = "-c timezone=UTC"
+    engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+    if backend == "sqlite":
+        _sqlite_immediate(engine)
+    return engine
+
+
+def _sqlite_immediate(engine: Engine) -> None:
+    """Let SQLAlchemy, not pysqlite, begin transactions; writers take the lock up front."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,66 @@
+"""``retention demo``: build a demo shop database, report, enforce, show the audit log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from retention import engine, examples, render
+from retention import report as report_module
+from retention.audit.store import AuditStore
+from retention.db import create_engine
+from retention.instants import utcnow
+from retention.policy import load_policy
+
+
+def main(directory: Path) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    database = directory / "webshop.db"
+    audit = directory / "retention-audit.db"
+    for path in (database, audit):
+        path.unlink(missing_ok=True)
+    os.environ["SHOP_DATABASE_URL"] = f"sqlite:///{database}"
+    os.environ["RETENTION_AUDIT_URL"] = f"sqlite:///{audit}"
+    now = utcnow()
+    target = create_engine(os.environ["SHOP_DATABASE_URL"])
+    examples.create_schema(target, "webshop")
+    examples.fill_webshop(target, now)
+    target.dispose()
+    policy = load_policy(examples.policy_path("webshop"))
+
+    def say(title: str) -> None:
+        click.echo(click.style(f"\n== {title}", bold=True))
+
+    say(f"Demo shop database: {database}")
+    say("1. Dry-run report (what is due now, what falls due in 30 days)")
+    click.echo(render.report(report_module.build(policy, now), "table"))
+    say("2. Enforcement run")
+    outcome = engine.run(policy, now)
+    click.echo(render.table(
+        f"Run {outcome.run_id}", ("rule", "status", "deleted", "anonymized", "held", "children"),
+        [[r.rule, r.status.value, r.deleted, r.anonymized, r.held,
+          ", ".join(f"{k}: {v}" for k, v in r.children.items())] for r in outcome.rules]))
+    say("3. A second run finds nothing left to do")
+    again = engine.run(policy, utcnow())
+    click.echo(", ".join(f"{r.rule}: {r.deleted + r.anonymized}" for r in again.rules))
+    store = AuditStore(policy.audit_url)
+    try:
+        say("4. Audit log (retention audit list / export)")
+        for run in store.runs():
+            click.echo(f"{run['run_id']}  {run['mode']}  {run['status']}  as of {run['as_of']}")
+        records = list(store.records(run_id=outcome.run_id))
+        click.echo(f"{len(records)} audited records in the first run; the first three:")
+        for rec in records[:3]:
+            click.echo(f"  {rec['rule']} {rec['table_name']} {rec['record_key']} "
+                       f"{rec['action']} due {rec['due_at']}")
+        say("5. retention audit verify")
+        verdict = store.verify()
+        click.echo(str(verdict))
+    finally:
+        store.close()
+    click.echo(f"\nTry: SHOP_DATABASE_URL=sqlite:///{database} "
+               f"RETENTION_AUDIT_URL=sqlite:///{audit} "
+               f"retention report {examples.policy_path('webshop')} --format json")
+    return outcome.exit_code if verdict.ok else 1

@@ -1,0 +1,95 @@
+"""The example policies in ``policies/``: where they are, their schemas, demo data.
+
+Used by ``retention demo`` and by the tests (and usable in users' own tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+
+def policy_path(name: str) -> Path:
+    """``policies/NAME.yaml`` of the source checkout."""
+    path = POLICIES / f"{name}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no example policy {path}")
+    return path
+
+
+def schema_statements(name: str, dialect: str) -> list[str]:
+    """The CREATE TABLE statements of ``policies/NAME.sql`` for ``dialect``."""
+    text = (POLICIES / f"{name}.sql").read_text(encoding="utf-8")
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    if dialect in ("mysql", "mariadb"):
+        text = text.replace("TIMESTAMPTZ", "TIMESTAMP(6)").replace(" TIMESTAMP", " DATETIME(6)")
+    elif dialect == "sqlite":
+        text = text.replace("TIMESTAMPTZ", "TIMESTAMP")
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def create_schema(engine: Engine, name: str) -> None:
+    with engine.begin() as conn:
+        for statement in schema_statements(name, engine.dialect.name):
+            conn.exec_driver_sql(statement)
+
+
+def fill_webshop(engine: Engine, now: dt.datetime, scale: int = 40, seed: int = 7) -> None:
+    """Web-shop rows spread over the last ten years before ``now`` (naive UTC)."""
+    rng = random.Random(seed)
+    now = now.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+    def past(max_days: int) -> dt.datetime:
+        return now - dt.timedelta(days=rng.uniform(0, max_days))
+
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    t = meta.tables
+    accounts, orders, lines, subs, contacts, news, visits = [], [], [], [], [], [], []
+    for i in range(1, scale + 1):
+        created = past(3650)
+        closed = created + dt.timedelta(days=rng.uniform(30, 2000)) if i % 3 == 0 else None
+        accounts.append({"id": i, "email": f"user{i}@example.org", "name": f"User {i}",
+                         "created_at": created,
+                         "closed_at": closed if closed and closed < now else None})
+    for i in range(1, scale * 5 + 1):
+        created = past(3650)
+        done = i % 7 != 0
+        orders.append({"id": i, "account_id": rng.randint(1, scale),
+                       "status": "completed" if done else "open",
+                       "invoice_address": f"Street {i}, Amsterdam", "created_at": created,
+                       "completed_at": created + dt.timedelta(days=3) if done else None})
+        for j in range(rng.randint(1, 3)):
+            lines.append({"id": len(lines) + 1, "order_id": i, "product": f"item-{j}",
+                          "quantity": rng.randint(1, 4)})
+    for i in range(1, scale + 1):
+        started = past(3650)
+        cancelled = started + dt.timedelta(days=rng.uniform(30, 1500)) if i % 2 else None
+        subs.append({"id": i, "account_id": i, "plan": "pro", "started_at": started,
+                     "cancelled_at": cancelled if cancelled and cancelled < now else None})
+    for i in range(1, scale * 2 + 1):
+        received = past(365)
+        resolved = received + dt.timedelta(days=2) if i % 4 else None
+        contacts.append({"id": i, "email": f"asker{i}@example.org", "message": "Where is it?",
+                         "received_at": received,
+                         "resolved_at": resolved if resolved and resolved < now else None})
+    for i in range(1, scale + 1):
+        subscribed = past(1000)
+        news.append({"email": f"reader{i}@example.org", "subscribed_at": subscribed,
+                     "unsubscribed_at": past(100) if i % 5 == 0 else None})
+    for i in range(1, scale * 10 + 1):
+        visits.append({"id": i, "visited_at": past(10),
+                       "ip": f"203.0.113.{rng.randint(1, 254)}" if i % 4 else
+                       f"2001:db8:{rng.randint(1, 9)}:{rng.randint(1, 9999)}::{i}",
+                       "user_agent": "Mozilla/5.0", "path": "/"})
+    with engine.begin() as conn:
+        for name, rows in (("accounts", accounts), ("orders", orders), ("order_lines", lines),
+                           ("subscriptions", subs), ("contact_requests", contacts),
+                           ("newsletter_subscribers", news), ("visits", visits)):
+            conn.execute(t[name].insert(), rows)

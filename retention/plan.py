@@ -1,0 +1,164 @@
+"""Compile a rule into a plan: frozen data saying exactly what a run will select.
+
+No I/O happens here. The adapter reflects the table into a :class:`TableInfo`;
+the planner combines it with the rule and the run's instant into a
+:class:`Plan`, which the adapter then turns into statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from retention import calendar
+from retention.phrase import Retain
+from retention.rules import Action, Filter, Policy, Rule
+
+
+class EventType(StrEnum):
+    """How an event column stores its instant."""
+
+    AWARE = "aware"  # timestamp with time zone
+    NAIVE_UTC = "naive_utc"  # timestamp without time zone, read as UTC
+    NAIVE_LOCAL = "naive_local"  # timestamp without time zone, read in the policy's zone
+    DATE = "date"  # the local date of the event
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    name: str
+    type_name: str
+    temporal: str | None  # "aware", "naive", "date" or None for other types
+    nullable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    name: str
+    columns: dict[str, ColumnInfo] = field(hash=False)
+    primary_key: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildPlan:
+    table: str
+    key: str  # the child's column that holds the parent's key
+    primary_key: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a batch needs, decided before the first statement runs."""
+
+    policy: str
+    rule: str
+    source: str
+    table: str
+    primary_key: tuple[str, ...]
+    event_column: str
+    event_type: EventType
+    retain: Retain
+    timezone: str
+    as_of: dt.datetime
+    cutoff: dt.datetime  # latest due event instant, aware UTC
+    bound: Any  # ``event_column <= bound`` selects the due rows, in the column's own terms
+    filters: tuple[Filter, ...]
+    action: Action
+    children: tuple[ChildPlan, ...]
+    batch_size: int
+    max_fraction: float
+    max_rows: int | None
+    held_keys: tuple[tuple[Any, ...], ...] = ()
+
+    def describe(self) -> str:
+        """One line for the audit record, the logs and ``retention plan``."""
+        where = [f"{self.event_column} <= {_show(self.bound)}", *(str(f) for f in self.filters)]
+        if self.held_keys:
+            where.append(f"key not in {len(self.held_keys)} held key(s)")
+        kids = "".join(f" with {c.table} by {c.key}" for c in self.children)
+        return (
+            f"{self.action} {self.table}{kids} where {' and '.join(where)} "
+            f"({self.retain}; as of {self.as_of.isoformat()}, {self.timezone})"
+        )
+
+    def event_instant(self, value: Any) -> dt.datetime:
+        """A stored event value as an aware UTC instant."""
+        tz = calendar.zone(self.timezone)
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                return value.astimezone(dt.UTC)
+            if self.event_type is EventType.NAIVE_LOCAL:
+                return calendar.from_local_naive(value, tz)
+            return value.replace(tzinfo=dt.UTC)
+        if isinstance(value, dt.date):
+            return calendar.first_instant(value, tz)
+        raise TypeError(f"event value {value!r} is not a date or timestamp")
+
+    def due_instant(self, value: Any) -> dt.datetime:
+        return calendar.due_at(self.event_instant(value), self.retain,
+                               calendar.zone(self.timezone))
+
+
+def event_type(column: ColumnInfo, naive_timestamps: str) -> EventType | None:
+    if column.temporal == "aware":
+        return EventType.AWARE
+    if column.temporal == "date":
+        return EventType.DATE
+    if column.temporal == "naive":
+        return EventType.NAIVE_LOCAL if naive_timestamps == "local" else EventType.NAIVE_UTC
+    return None
+
+
+def make_plan(
+    policy: Policy,
+    rule: Rule,
+    table: TableInfo,
+    children: dict[str, TableInfo],
+    as_of: dt.datetime,
+    naive_timestamps: str = "utc",
+    held_keys: tuple[tuple[Any, ...], ...] = (),
+) -> Plan:
+    """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated."""
+    tz = calendar.zone(policy.timezone)
+    kind = event_type(table.columns[rule.event_column], naive_timestamps)
+    if kind is None:
+        raise ValueError(f"{rule.event_column} is not a date or timestamp column")
+    cut = calendar.cutoff(as_of, rule.retain, tz)
+    bound: Any
+    if kind is EventType.DATE:
+        bound = calendar.cutoff_date(cut, tz)
+    elif kind is EventType.NAIVE_LOCAL:
+        bound = calendar.as_local_naive(cut, tz)
+    elif kind is EventType.NAIVE_UTC:
+        bound = cut.replace(tzinfo=None)
+    else:
+        bound = cut
+    return Plan(
+        policy=policy.name,
+        rule=rule.name,
+        source=rule.source,
+        table=table.name,
+        primary_key=table.primary_key,
+        event_column=rule.event_column,
+        event_type=kind,
+        retain=rule.retain,
+        timezone=policy.timezone,
+        as_of=calendar.aware(as_of),
+        cutoff=cut,
+        bound=bound,
+        filters=rule.filters,
+        action=rule.action,
+        children=tuple(
+            ChildPlan(c.table, c.key, children[c.table].primary_key) for c in rule.children
+        ),
+        batch_size=rule.batch_size,
+        max_fraction=rule.max_fraction,
+        max_rows=rule.max_rows,
+        held_keys=held_keys,
+    )
+
+
+def _show(value: Any) -> str:
+    return value.isoformat() if isinstance(value, dt.date) else repr(value)
