@@ -63,7 +63,8 @@ class SqlAdapter:
         except NoSuchTableError:
             return None
         columns = {c.name: ColumnInfo(c.name, str(c.type), self._temporal(c.type),
-                                      bool(c.nullable)) for c in reflected.columns}
+                                      bool(c.nullable), isinstance(c.type, sa.String))
+                   for c in reflected.columns}
         return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
 
     def tables(self) -> list[str]:

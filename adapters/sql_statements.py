@@ -92,9 +92,23 @@ def pending(table: Table, plan: Plan) -> ColumnElement[bool]:
             parts.append(and_(col.is_not(None), col != REDACTED))
         elif action.strategy is Strategy.FIXED and action.value is not None:
             parts.append(and_(col.is_not(None), col != action.value))
+        elif action.strategy is Strategy.TRUNCATE_IP and action.column in plan.text_columns:
+            parts.append(and_(col.is_not(None), not_(_truncated_ip(col))))
         else:
             parts.append(col.is_not(None))
     return or_(*parts)
+
+
+def _truncated_ip(col: Any) -> ColumnElement[bool]:
+    """Text that ``truncate_ip`` maps to itself: ``a.b.c.0`` and ``x:y:z::`` forms.
+
+    Only fixed points are excluded, so the remaining rows are still a superset.
+    """
+    colons = func.length(col) - func.length(func.replace(col, ":", ""))
+    return or_(
+        and_(col.like("%.0"), not_(col.like("%:%"))),
+        and_(col.like("%::"), colons <= 4, not_(col.like("%::%::"))),
+    )
 
 
 def select_batch(

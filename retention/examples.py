@@ -28,7 +28,8 @@ def schema_statements(name: str, dialect: str) -> list[str]:
     text = (POLICIES / f"{name}.sql").read_text(encoding="utf-8")
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     if dialect in ("mysql", "mariadb"):
-        text = text.replace("TIMESTAMPTZ", "TIMESTAMP(6)").replace(" TIMESTAMP", " DATETIME(6)")
+        text = text.replace(" TIMESTAMPTZ", " \0").replace(" TIMESTAMP", " DATETIME(6)")
+        text = text.replace(" \0", " TIMESTAMP(6)")
     elif dialect == "sqlite":
         text = text.replace("TIMESTAMPTZ", "TIMESTAMP")
     return [s.strip() for s in text.split(";") if s.strip()]

@@ -32,6 +32,7 @@ class ColumnInfo:
     type_name: str
     temporal: str | None  # "aware", "naive", "date" or None for other types
     nullable: bool = True
+    text: bool = False  # a character column (LIKE and LENGTH apply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Plan:
     max_fraction: float
     max_rows: int | None
     held_keys: tuple[tuple[Any, ...], ...] = ()
+    text_columns: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         """One line for the audit record, the logs and ``retention plan``."""
@@ -157,6 +159,7 @@ def make_plan(
         max_fraction=rule.max_fraction,
         max_rows=rule.max_rows,
         held_keys=held_keys,
+        text_columns=frozenset(c.name for c in table.columns.values() if c.text),
     )
 
 
