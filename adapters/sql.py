@@ -13,17 +13,18 @@ Database differences live here, keyed on the dialect name:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, MetaData, Table, select
-from sqlalchemy.exc import NoSuchTableError
-
 from retention.adapters import anonymize
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import AffectedRow, Batch, BatchHook, DueCount
-from retention.db import create_engine, safe_url
+from sqlalchemy import Connection, MetaData, Table, select
+from sqlalchemy.exc import NoSuchTableError
+
+from retention.db import create_engine, safe_url, writing
 from retention.plan import ColumnInfo, Plan, TableInfo
 from retention.rules import Source
 
@@ -136,7 +137,7 @@ class SqlAdapter:
 
     def statements(self, plan: Plan) -> list[str]:
         table = self.table(plan.table)
-        shown = [q.select_batch(table, plan, self.dialect, None, lock=True)]
+        shown: list[Any] = [q.select_batch(table, plan, self.dialect, None, lock=True)]
         keys = [tuple(None for _ in plan.primary_key)]
         if plan.action.columns:
             values = {a.column: None for a in plan.action.columns}
@@ -165,21 +166,20 @@ class SqlAdapter:
     def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook) -> Batch:
         table = self.table(plan.table)
         width = len(plan.primary_key)
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
-            with conn.begin():
-                rows = conn.execute(
-                    q.select_batch(table, plan, self.dialect, after, lock=True)
-                ).all()
-                if not rows:
-                    batch = Batch((), 0, after)
-                    hook(batch, conn)
-                    return batch
-                if plan.action.columns:
-                    affected = self._anonymize(conn, table, plan, rows, width)
-                else:
-                    affected = self._delete(conn, table, plan, rows, width)
-                batch = Batch(tuple(affected), len(rows), tuple(rows[-1][:width]))
+        with writing(self.engine) as conn:
+            rows = list(conn.execute(
+                q.select_batch(table, plan, self.dialect, after, lock=True)
+            ).all())
+            if not rows:
+                batch = Batch((), 0, after)
                 hook(batch, conn)
+                return batch
+            if plan.action.columns:
+                affected = self._anonymize(conn, table, plan, rows, width)
+            else:
+                affected = self._delete(conn, table, plan, rows, width)
+            batch = Batch(tuple(affected), len(rows), tuple(rows[-1][:width]))
+            hook(batch, conn)
         return batch
 
     def _delete(
@@ -262,7 +262,5 @@ class SqlAdapter:
         )
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing must never mask the error in flight
             self.engine.dispose()
-        except Exception:  # closing must never mask the error being handled
-            pass

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     false,
     func,
     not_,
@@ -47,7 +48,7 @@ def _filter(table: Table, f: Filter) -> ColumnElement[bool]:
     if f.op is Op.NOT_NULL:
         return col.is_not(None)
     if f.op is Op.EQ:
-        return col == f.values[0]
+        return col == bindparam(None, f.values[0], type_=col.type)
     return col.in_(list(f.values))
 
 

@@ -35,7 +35,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 def zone(name: str) -> dt.tzinfo:
     """The time zone called ``name``; raises ``ValueError`` for an unknown name."""
     try:
-        return pendulum.timezone(name)  # type: ignore[no-any-return]
+        return pendulum.timezone(name)
     except Exception as exc:  # pendulum raises its own InvalidTimezone
         raise ValueError(f"unknown time zone {name!r}") from exc
 

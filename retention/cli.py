@@ -6,7 +6,6 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
 
 import click
 

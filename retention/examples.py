@@ -52,7 +52,13 @@ def fill_webshop(engine: Engine, now: dt.datetime, scale: int = 40, seed: int = 
     meta = sa.MetaData()
     meta.reflect(engine)
     t = meta.tables
-    accounts, orders, lines, subs, contacts, news, visits = [], [], [], [], [], [], []
+    accounts: list[dict[str, object]] = []
+    orders: list[dict[str, object]] = []
+    lines: list[dict[str, object]] = []
+    subs: list[dict[str, object]] = []
+    contacts: list[dict[str, object]] = []
+    news: list[dict[str, object]] = []
+    visits: list[dict[str, object]] = []
     for i in range(1, scale + 1):
         created = past(3650)
         closed = created + dt.timedelta(days=rng.uniform(30, 2000)) if i % 3 == 0 else None

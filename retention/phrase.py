@@ -78,7 +78,8 @@ _UNITS = {u.value: u for u in Unit} | {u.value + "s": u for u in Unit}
 _WORDS = {
     w: n
     for n, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve".split()
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve"]
     )
 }
 _EVENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

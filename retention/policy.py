@@ -58,7 +58,8 @@ def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise PolicyError.single(shown, None, None, f"cannot read the file: {exc.strerror}") from exc
+        raise PolicyError.single(shown, None, None,
+                                 f"cannot read the file: {exc.strerror}") from exc
     return load_policy_text(raw.decode("utf-8", errors="replace"), shown, env,
                             sha256=hashlib.sha256(raw).hexdigest())
 
@@ -108,10 +109,14 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
     else:
         out.add(tree.line_of("audit"), None, "'audit' must be a mapping with 'url'")
 
-    defaults = tree.get("defaults") or yamlfile.LineDict()
-    if not isinstance(defaults, dict):
+    defaults = tree.get("defaults")
+    if defaults is None:
+        defaults = yamlfile.LineDict()
+        defaults.line, defaults.lines = tree.line, {}
+    elif not isinstance(defaults, yamlfile.LineDict):
         out.add(tree.line_of("defaults"), None, "'defaults' must be a mapping")
         defaults = yamlfile.LineDict()
+        defaults.line, defaults.lines = tree.line, {}
     else:
         for key in defaults:
             if key not in _RULE_KEYS:
@@ -186,7 +191,8 @@ def _rule(
     if source is None and len(sources) == 1:
         source = next(iter(sources))
     if not isinstance(source, str) or source not in sources:
-        out.add(at("source"), name, f"unknown source {source!r}" if source else "'source' is required")
+        out.add(at("source"), name,
+                f"unknown source {source!r}" if source else "'source' is required")
     table = merged.get("table")
     adapter = sources[source].adapter if isinstance(source, str) and source in sources else None
     if adapter == "sql" and not isinstance(table, str):

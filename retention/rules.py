@@ -50,7 +50,7 @@ class Strategy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ColumnAction:
-    """How one column is anonymized. ``value`` is the fixed value; ``key_env`` names the HMAC key."""
+    """How one column is anonymized: ``value`` for ``fixed``, ``key_env`` names the HMAC key."""
 
     column: str
     strategy: Strategy

@@ -13,6 +13,7 @@ reconciled by the next run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
@@ -26,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from retention.adapters.protocol import AffectedRow
 from retention.audit import chain
 from retention.audit.schema import head, log, metadata, runs
-from retention.db import create_engine, safe_url, same_database
+from retention.db import create_engine, safe_url, same_database, writing
 from retention.errors import AuditError
 
 VERIFY_CHUNK = 2000  # entries read per round trip while verifying
@@ -36,9 +37,7 @@ def now_text() -> str:
     return iso(dt.datetime.now(dt.UTC))
 
 
-def iso(instant: dt.datetime | None) -> str | None:
-    if instant is None:
-        return None
+def iso(instant: dt.datetime) -> str:
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=dt.UTC)
     return instant.astimezone(dt.UTC).isoformat()
@@ -69,16 +68,15 @@ class AuditStore:
             metadata.create_all(self.engine)
             self._ensure_head()
         except sa.exc.SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc
             raise AuditError(f"cannot open the audit store {self.url}: "
-                             f"{type(exc.orig or exc).__name__}") from None
+                             f"{type(cause).__name__}") from None
 
     def _ensure_head(self) -> None:
         with self.engine.begin() as conn:
             if conn.execute(select(head.c.id)).first() is None:
-                try:
+                with contextlib.suppress(IntegrityError):  # another process created it first
                     conn.execute(head.insert().values(id=1, seq=0, hash=chain.GENESIS))
-                except IntegrityError:  # another process created it first
-                    pass
 
     def shares_database_with(self, url: str) -> bool:
         return same_database(self.raw_url, url)
@@ -92,9 +90,8 @@ class AuditStore:
         if conn is not None:
             self._append(conn, entries)
             return
-        with self.engine.connect().execution_options(sqlite_immediate=True) as own:
-            with own.begin():
-                self._append(own, entries)
+        with writing(self.engine) as own:
+            self._append(own, entries)
 
     def _append(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
         # Touch the head row first: it takes the lock that keeps the chain a line.
@@ -112,31 +109,29 @@ class AuditStore:
 
     def start_run(self, run: RunInfo) -> None:
         started = now_text()
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
-            with conn.begin():
-                conn.execute(runs.insert().values(
-                    run_id=run.run_id, policy=run.policy, policy_version=run.policy_version,
-                    policy_sha256=run.policy_sha256, mode=run.mode, as_of=iso(run.as_of),
-                    started_at=started,
-                ))
-                self._append(conn, [{
-                    "kind": "run_started", "run_id": run.run_id, "at": started,
-                    "detail": json.dumps({
-                        "policy": run.policy, "version": run.policy_version,
-                        "policy_sha256": run.policy_sha256, "mode": run.mode,
-                        "as_of": iso(run.as_of)}, sort_keys=True),
-                }])
+        with writing(self.engine) as conn:
+            conn.execute(runs.insert().values(
+                run_id=run.run_id, policy=run.policy, policy_version=run.policy_version,
+                policy_sha256=run.policy_sha256, mode=run.mode, as_of=iso(run.as_of),
+                started_at=started,
+            ))
+            self._append(conn, [{
+                "kind": "run_started", "run_id": run.run_id, "at": started,
+                "detail": json.dumps({
+                    "policy": run.policy, "version": run.policy_version,
+                    "policy_sha256": run.policy_sha256, "mode": run.mode,
+                    "as_of": iso(run.as_of)}, sort_keys=True),
+            }])
 
     def finish_run(self, run_id: str, status: str, summary: list[dict[str, Any]]) -> None:
         finished = now_text()
         detail = json.dumps({"status": status, "rules": summary}, sort_keys=True, default=str)
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
-            with conn.begin():
-                conn.execute(runs.update().where(runs.c.run_id == run_id).values(
-                    finished_at=finished, status=status,
-                    summary=json.dumps(summary, sort_keys=True, default=str)))
-                self._append(conn, [{"kind": "run_finished", "run_id": run_id, "at": finished,
-                                     "detail": detail}])
+        with writing(self.engine) as conn:
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(
+                finished_at=finished, status=status,
+                summary=json.dumps(summary, sort_keys=True, default=str)))
+            self._append(conn, [{"kind": "run_finished", "run_id": run_id, "at": finished,
+                                 "detail": detail}])
 
     def batch_entries(
         self, run_id: str, rule: str, source: str, batch_id: str, rows: Sequence[AffectedRow],
@@ -180,7 +175,8 @@ class AuditStore:
         if since is not None:
             stmt = stmt.where(log.c.at >= since)
         with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=VERIFY_CHUNK).execute(stmt.order_by(log.c.seq))
+            result = conn.execution_options(yield_per=VERIFY_CHUNK).execute(
+                stmt.order_by(log.c.seq))
             for row in result:
                 yield dict(row._mapping)
 
