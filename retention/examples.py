@@ -100,3 +100,45 @@ def fill_webshop(engine: Engine, now: dt.datetime, scale: int = 40, seed: int = 
                            ("subscriptions", subs), ("contact_requests", contacts),
                            ("newsletter_subscribers", news), ("visits", visits)):
             conn.execute(t[name].insert(), rows)
+
+
+def fill_saas(engine: Engine, now: dt.datetime, scale: int = 40, seed: int = 11) -> None:
+    """SaaS rows around ``now``: sessions, device logs, locations, deleted accounts."""
+    rng = random.Random(seed)
+    aware = engine.dialect.name == "postgresql"
+    base = now.astimezone(dt.UTC).replace(microsecond=0)
+
+    def at(days_ago: float) -> dt.datetime:
+        value = base - dt.timedelta(days=days_ago)
+        return value if aware else value.replace(tzinfo=None)
+
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    t = meta.tables
+    accounts: list[dict[str, object]] = []
+    profiles: list[dict[str, object]] = []
+    for i in range(1, scale + 1):
+        deleted = i % 3 == 0
+        accounts.append({"id": i, "email": f"user{i}@example.com", "password_hash": "x" * 60,
+                         "state": "deleted" if deleted else "active",
+                         "created_at": at(rng.uniform(100, 900)),
+                         "deleted_at": at(rng.uniform(0, 60)) if deleted else None})
+        for field in ("name", "job", "phone")[: rng.randint(1, 3)]:
+            profiles.append({"account_id": i, "field": field, "value": f"{field} of {i}"})
+    sessions = [{"token": f"tok{i:04d}", "account_id": rng.randint(1, scale),
+                 "ip": f"198.51.100.{i % 250 + 1}", "created_at": at(rng.uniform(0, 120) + 7),
+                 "expires_at": at(rng.uniform(-7, 113))} for i in range(1, scale * 3 + 1)]
+    devices = [{"account_id": a, "seq": s, "seen_at": at(rng.uniform(0, 200)),
+                "device_id": f"device-{a}-{s}", "ip": f"2001:db8:{a}:{s}::1",
+                "referrer": "https://search.example/?q=me"}
+               for a in range(1, scale // 2 + 1) for s in range(1, 5)]
+    locations = [{"id": i, "account_id": rng.randint(1, scale),
+                  "recorded_at": at(rng.uniform(0, 5)), "city": "Springfield"}
+                 for i in range(1, scale * 2 + 1)]
+    with engine.begin() as conn:
+        conn.execute(t["plans"].insert(), [{"code": "free", "price_cents": 0},
+                                           {"code": "pro", "price_cents": 900}])
+        for name, rows in (("accounts", accounts), ("account_profiles", profiles),
+                           ("sessions", sessions), ("device_logs", devices),
+                           ("location_history", locations)):
+            conn.execute(t[name].insert(), rows)

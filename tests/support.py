@@ -20,10 +20,12 @@ def write_policy(tmp_path: Path, body: str, name: str = "policy.yaml") -> Path:
 
 
 def table_rows(url: str, table: str, order: str = "1") -> list[dict[str, Any]]:
+    """Rows of ``table`` with typed values (timestamps as datetimes, also on SQLite)."""
     engine = create_engine(url)
     try:
+        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine)
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY {order}"))
+            rows = conn.execute(reflected.select().order_by(sa.text(order)))
             return [dict(r._mapping) for r in rows]
     finally:
         engine.dispose()
