@@ -108,7 +108,18 @@ class Adapter(Protocol):
         ...
 
     def exists(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Those of ``keys`` that still have a row in ``table`` (for crash recovery)."""
+        """Those of ``keys`` that still have a row in ``table`` (for crash recovery).
+
+        Raises the driver's errors when the store cannot be reached.
+        """
+        ...
+
+    def read(self, table: str, keys: list[dict[str, Any]], columns: list[str]
+             ) -> list[dict[str, Any]]:
+        """The key columns and ``columns`` of the rows of ``table`` with these keys.
+
+        Raises the driver's errors when the store cannot be reached.
+        """
         ...
 
     def close(self) -> None:

@@ -31,6 +31,14 @@ from retention.rules import Source
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
 
 
+def _python_type(kind: Any) -> type | None:
+    try:
+        found = kind.python_type
+    except NotImplementedError:
+        return None
+    return found if isinstance(found, type) else None
+
+
 class SqlAdapter:
     """Adapter for every database SQLAlchemy reaches (``adapter: sql``, option ``url``)."""
 
@@ -64,7 +72,8 @@ class SqlAdapter:
         except NoSuchTableError:
             return None
         columns = {c.name: ColumnInfo(c.name, str(c.type), self._temporal(c.type),
-                                      bool(c.nullable), isinstance(c.type, sa.String))
+                                      bool(c.nullable), isinstance(c.type, sa.String),
+                                      _python_type(c.type))
                    for c in reflected.columns}
         return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
 
@@ -123,6 +132,10 @@ class SqlAdapter:
         return [dict(zip(plan.primary_key, row, strict=True)) for row in rows]
 
     def exists(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.read(table, keys, [])
+
+    def read(self, table: str, keys: list[dict[str, Any]], columns: list[str]
+             ) -> list[dict[str, Any]]:
         if not keys:
             return []
         reflected = self.table(table)
@@ -132,8 +145,9 @@ class SqlAdapter:
         values = [k[names[0]] for k in keys] if len(cols) == 1 else [
             tuple(k[n] for n in names) for k in keys]
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*cols).where(target.in_(values))).all()
-        return [dict(zip(names, row, strict=True)) for row in rows]
+            rows = conn.execute(select(*cols, *(reflected.c[c] for c in columns))
+                                .where(target.in_(values))).all()
+        return [dict(row._mapping) for row in rows]
 
     def statements(self, plan: Plan) -> list[str]:
         table = self.table(plan.table)
@@ -167,6 +181,7 @@ class SqlAdapter:
         table = self.table(plan.table)
         width = len(plan.primary_key)
         with writing(self.engine) as conn:
+            self._timeouts(conn, plan)
             rows = list(conn.execute(
                 q.select_batch(table, plan, self.dialect, after, lock=True)
             ).all())
@@ -181,6 +196,22 @@ class SqlAdapter:
             batch = Batch(tuple(affected), len(rows), tuple(rows[-1][:width]))
             hook(batch, conn)
         return batch
+
+    def _timeouts(self, conn: Connection, plan: Plan) -> None:
+        """Bound how long a batch waits for locks and runs (numbers, never policy text)."""
+        lock_ms = max(1, int(plan.lock_timeout * 1000))
+        statement_ms = max(1, int(plan.statement_timeout * 1000))
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {lock_ms}")
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {statement_ms}")
+        elif self.dialect in ("mysql", "mariadb"):
+            conn.exec_driver_sql(
+                f"SET SESSION innodb_lock_wait_timeout = {max(1, round(plan.lock_timeout))}")
+            if getattr(self.engine.dialect, "is_mariadb", False):
+                conn.exec_driver_sql(
+                    f"SET SESSION max_statement_time = {plan.statement_timeout:.3f}")
+            else:
+                conn.exec_driver_sql(f"SET SESSION max_execution_time = {statement_ms}")
 
     def _delete(
         self, conn: Connection, table: Table, plan: Plan, rows: list[Any], width: int

@@ -56,6 +56,27 @@ def _key_values(plan: Plan, keys: list[tuple[Any, ...]]) -> list[Any]:
     return [k[0] for k in keys] if len(plan.primary_key) == 1 else keys
 
 
+def _coerce(column: Any, value: Any) -> Any:
+    """A held key given as text, in the key column's own Python type."""
+    try:
+        kind = column.type.python_type
+    except NotImplementedError:
+        return value
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _held_values(table: Table, plan: Plan) -> list[Any]:
+    cols = [table.c[n] for n in plan.primary_key]
+    typed = [tuple(_coerce(c, v) for c, v in zip(cols, key, strict=True))
+             for key in plan.held_keys]
+    return _key_values(plan, typed)
+
+
 def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     """The due predicate: event at or before the cutoff, the rule's filters, not held."""
     parts: list[ColumnElement[bool]] = [
@@ -63,7 +84,7 @@ def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
         *(_filter(table, f) for f in plan.filters),
     ]
     if plan.held_keys:
-        parts.append(not_(key_of(table, plan).in_(_key_values(plan, list(plan.held_keys)))))
+        parts.append(not_(key_of(table, plan).in_(_held_values(table, plan))))
     return and_(*parts)
 
 
@@ -74,7 +95,7 @@ def held(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     return and_(
         table.c[plan.event_column] <= bind_value(plan.bound, dialect),
         *(_filter(table, f) for f in plan.filters),
-        key_of(table, plan).in_(_key_values(plan, list(plan.held_keys))),
+        key_of(table, plan).in_(_held_values(table, plan)),
     )
 
 

@@ -1,28 +1,29 @@
 """Execute plans through adapters, batch by batch, recording every change.
 
 One run: validate the selected rules against the live schemas (bad input stops
-everything before any change), open the audit store, reconcile batches a
-crashed run left open, then for each rule: plan, count, check the safety
-limits, and work through the due rows in batches, each batch one short
-transaction whose audit entries are written with it.
+everything before any change), open the audit store, compile plans with the
+active legal holds, and hand each rule to :func:`retention.enforce.enforce`
+(lease, reconcile, count, limits, batches). A failing rule does not stop the
+others.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
-from retention import validate
-from retention.adapters.protocol import Adapter, Batch, DueCount
+from retention import calendar, holds, stop, validate
+from retention.adapters.protocol import Adapter
 from retention.audit.store import AuditStore, RunInfo
+from retention.enforce import enforce
 from retention.errors import PolicyError, RetentionError, UsageError
 from retention.outcome import RuleOutcome, RunOutcome, Status
 from retention.plan import Plan, make_plan
-from retention.reconcile import reconcile
 from retention.registry import open_adapter
 from retention.rules import Policy, Rule
 
@@ -62,9 +63,12 @@ def select_rules(policy: Policy, names: Iterable[str] | None) -> tuple[Rule, ...
     return tuple(r for r in policy.rules if not wanted or r.name in wanted)
 
 
+HeldKeys = Callable[[Rule, tuple[str, ...]], tuple[tuple[Any, ...], ...]]
+
+
 def compile_plans(
     session: Session, rules: tuple[Rule, ...], as_of: dt.datetime,
-    held: dict[str, tuple[tuple[object, ...], ...]] | None = None,
+    held: HeldKeys | None = None,
 ) -> tuple[dict[str, Plan], dict[str, str]]:
     """Plans for ``rules`` at ``as_of``, and the failure reason of rules whose source is down.
 
@@ -91,25 +95,34 @@ def compile_plans(
             continue
         assert rule.table is not None
         naive = str(policy.sources[rule.source].options.get("naive_timestamps", "utc"))
+        table = schema.tables[(rule.source, rule.table)]
         plans[rule.name] = make_plan(
-            policy, rule, schema.tables[(rule.source, rule.table)],
+            policy, rule, table,
             {c.table: schema.tables[(rule.source, c.table)] for c in rule.children},
-            as_of, naive, (held or {}).get(rule.name, ()),
+            as_of, naive, held(rule, table.primary_key) if held else (),
         )
     return plans, failed
 
 
-def limit_reason(plan: Plan, count: DueCount, max_rows: int | None) -> str | None:
-    """Why a safety limit stops this plan, or None."""
-    limits = [m for m in (plan.max_rows, max_rows) if m is not None]
-    if limits and count.due > min(limits):
-        return (f"{count.due} rows are due, more than max_rows {min(limits)}; raise "
-                f"'max_rows' for rule {plan.rule!r} in the policy if this is intended")
-    if count.total and count.due / count.total > plan.max_fraction:
-        return (f"{count.due} of {count.total} rows ({count.due / count.total:.0%}) are due, "
-                f"more than max_fraction {plan.max_fraction}; raise 'max_fraction' for rule "
-                f"{plan.rule!r} in the policy if this is intended")
-    return None
+def held_keys(policy: Policy, as_of: dt.datetime, store: AuditStore | None) -> HeldKeys:
+    """A lookup of each rule's keys under an active legal hold at ``as_of``."""
+    day = calendar.local_date(as_of, calendar.zone(policy.timezone))
+    peeked = None if store is not None else AuditStore.peek(policy.audit_url)
+    source = store or peeked
+    found: list[holds.Hold] = []
+    if source is not None:
+        try:
+            found = holds.list_holds(source, policy.name)
+        finally:
+            if peeked is not None:
+                peeked.close()
+
+    def lookup(rule: Rule, primary_key: tuple[str, ...]) -> tuple[tuple[Any, ...], ...]:
+        return tuple(tuple(h.key[c] for c in primary_key) for h in found
+                     if h.rule == rule.name and h.active_on(day)
+                     and set(h.key) == set(primary_key))
+
+    return lookup
 
 
 def run(
@@ -122,14 +135,15 @@ def run(
     outcome = RunOutcome(run_id, policy.name, as_of, dry_run)
     bound = log.bind(run_id=run_id, policy=policy.name)
     with Session(policy) as session:
-        plans, failed = compile_plans(session, rules, as_of)
+        compile_plans(session, rules, as_of)  # bad input stops here, before any write
         own_audit = audit is None and not dry_run
         store = audit or (None if dry_run else AuditStore(policy.audit_url))
         try:
+            plans, failed = compile_plans(session, rules, as_of,
+                                          held_keys(policy, as_of, store))
             if store is not None:
                 store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256,
                                         "dry-run" if dry_run else "run", as_of))
-                reconcile(store, session, run_id)
             bound.info("run_started", as_of=as_of.isoformat(), dry_run=dry_run,
                        rules=[r.name for r in rules])
             for rule in rules:
@@ -140,8 +154,11 @@ def run(
                     result.status, result.error = Status.FAILED, failed[rule.name]
                     rlog.error("rule_failed", error=result.error)
                     continue
-                _run_rule(session.adapter(rule.source), plans[rule.name], result, store,
-                          run_id, dry_run, max_rows, rlog)
+                if stop.requested.is_set():
+                    result.status = Status.INTERRUPTED
+                    continue
+                enforce(policy, session.adapter(rule.source), plans[rule.name], result, store,
+                        run_id, dry_run, max_rows, rlog)
             if store is not None:
                 store.finish_run(run_id, outcome.status.value,
                                  [r.as_json() for r in outcome.rules])
@@ -150,61 +167,3 @@ def run(
             if own_audit and store is not None:
                 store.close()
     return outcome
-
-
-def _run_rule(
-    adapter: Adapter, plan: Plan, result: RuleOutcome, store: AuditStore | None, run_id: str,
-    dry_run: bool, max_rows: int | None, rlog: structlog.typing.FilteringBoundLogger,
-) -> None:
-    result.cutoff, result.plan = plan.cutoff, plan.describe()
-    try:
-        count = adapter.count(plan)
-        result.held, result.due = count.held, count.due
-        rlog.info("rule_planned", plan=result.plan, due=count.due, held=count.held)
-        reason = limit_reason(plan, count, max_rows)
-        if reason:
-            result.status, result.error = Status.STOPPED, reason
-            rlog.warning("rule_stopped", reason=reason)
-            return
-        if dry_run:
-            result.children = dict(count.children)
-            return
-        assert store is not None
-        _batches(adapter, plan, result, store, run_id, rlog)
-        rlog.info("rule_finished", deleted=result.deleted, anonymized=result.anonymized,
-                  children=result.children)
-    except Exception as exc:
-        result.status, result.error = Status.FAILED, validate.reason(exc)
-        rlog.error("rule_failed", error=result.error, exc_info=True)
-
-
-def _batches(
-    adapter: Adapter, plan: Plan, result: RuleOutcome, store: AuditStore, run_id: str,
-    rlog: structlog.typing.FilteringBoundLogger,
-) -> None:
-    source_url = getattr(adapter, "raw_url", None)
-    together = isinstance(source_url, str) and store.shares_database_with(source_url)
-    after = None
-    while True:
-        batch_id = uuid.uuid4().hex
-
-        def hook(batch: Batch, conn: object, batch_id: str = batch_id) -> None:
-            entries = store.batch_entries(run_id, plan.rule, plan.source, batch_id, batch.rows,
-                                          committed=together)
-            store.append(entries, conn if together else None)  # type: ignore[arg-type]
-
-        batch = adapter.run_batch(plan, after, hook)
-        if batch.rows and not together:
-            store.append([store.mark(run_id, plan.rule, batch_id, "batch_committed")])
-        for row in batch.rows:
-            if row.table != plan.table:
-                result.children[row.table] = result.children.get(row.table, 0) + 1
-            elif row.action == "delete":
-                result.deleted += 1
-            else:
-                result.anonymized += 1
-        if batch.rows:
-            rlog.info("batch_committed", rows=len(batch.rows), batch_id=batch_id)
-        if batch.scanned < plan.batch_size:
-            return
-        after = batch.last_key

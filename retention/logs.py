@@ -18,6 +18,11 @@ from retention import secrets
 _configured = False
 
 
+def get(name: str) -> Any:
+    """A structlog logger named ``name``."""
+    return structlog.get_logger(name)
+
+
 def configure(level: str = "info", json: bool | None = None) -> None:
     """Route structlog and stdlib logging to stderr. Safe to call more than once."""
     global _configured

@@ -34,6 +34,7 @@ class RuleOutcome:
     anonymized: int = 0
     held: int = 0
     due: int = 0
+    recovered: int = 0  # records a crashed earlier run changed, confirmed by this run
     children: dict[str, int] = field(default_factory=dict)
     cutoff: dt.datetime | None = None
     plan: str | None = None
@@ -43,7 +44,7 @@ class RuleOutcome:
         out: dict[str, Any] = {
             "rule": self.rule, "status": self.status.value, "deleted": self.deleted,
             "anonymized": self.anonymized, "held": self.held, "children": self.children,
-            "action": self.action, "due": self.due,
+            "action": self.action, "due": self.due, "recovered": self.recovered,
             "cutoff": None if self.cutoff is None else self.cutoff.isoformat(),
         }
         if self.error:

@@ -33,6 +33,7 @@ class ColumnInfo:
     temporal: str | None  # "aware", "naive", "date" or None for other types
     nullable: bool = True
     text: bool = False  # a character column (LIKE and LENGTH apply)
+    python_type: type | None = None  # int for integer columns, str for text, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,8 @@ class Plan:
     max_fraction: float
     max_rows: int | None
     held_keys: tuple[tuple[Any, ...], ...] = ()
+    lock_timeout: float = 5.0  # seconds
+    statement_timeout: float = 120.0  # seconds
     text_columns: frozenset[str] = frozenset()
 
     def describe(self) -> str:
@@ -159,6 +162,8 @@ def make_plan(
         max_fraction=rule.max_fraction,
         max_rows=rule.max_rows,
         held_keys=held_keys,
+        lock_timeout=rule.lock_timeout,
+        statement_timeout=rule.statement_timeout,
         text_columns=frozenset(c.name for c in table.columns.values() if c.text),
     )
 

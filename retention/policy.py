@@ -20,8 +20,10 @@ from retention.phrase import parse
 from retention.rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_HASH_KEY_ENV,
+    DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_FRACTION,
     DEFAULT_SCHEDULE,
+    DEFAULT_STATEMENT_TIMEOUT,
     Action,
     Child,
     ColumnAction,
@@ -39,7 +41,8 @@ DEFAULT_TIMEZONE = "UTC"  # calendar of a policy that names none
 _TOP_KEYS = {"policy", "version", "timezone", "sources", "audit", "defaults", "rules", "ignore",
              "description"}
 _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "action",
-              "legal_basis", "description", "schedule", "batch_size", "max_fraction", "max_rows"}
+              "legal_basis", "description", "schedule", "batch_size", "max_fraction", "max_rows",
+              "lock_timeout", "statement_timeout"}
 _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description"}
 
 
@@ -221,6 +224,10 @@ def _rule(
     max_fraction = _number(merged, "max_fraction", DEFAULT_MAX_FRACTION, float, at, name, out,
                            low=0.0, high=1.0)
     max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0)
+    lock_timeout = _number(merged, "lock_timeout", DEFAULT_LOCK_TIMEOUT, float, at, name, out,
+                           low=0.001, high=3600)
+    statement_timeout = _number(merged, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, float,
+                                at, name, out, low=0.001, high=86400)
     if len(out.problems) > before or retain is None:
         return None
     return Rule(
@@ -229,7 +236,9 @@ def _rule(
         legal_basis=_text(merged.get("legal_basis")), description=_text(merged.get("description")),
         schedule=str(merged.get("schedule", DEFAULT_SCHEDULE)), batch_size=int(batch_size or 1),
         max_fraction=float(max_fraction if max_fraction is not None else DEFAULT_MAX_FRACTION),
-        max_rows=None if max_rows is None else int(max_rows), line=line, lines=lines,
+        max_rows=None if max_rows is None else int(max_rows),
+        lock_timeout=float(lock_timeout), statement_timeout=float(statement_timeout),
+        line=line, lines=lines,
     )
 
 

@@ -1,8 +1,16 @@
-"""Close batches a crashed run left open, before a run does anything new.
+"""Close batches a crashed or cut-off run left open, before anything new happens.
 
 A batch whose records were written as intents but never marked committed or
-rolled back is checked against its target: the records whose rows are gone
-were deleted and are confirmed; the others are marked rolled back.
+rolled back is checked against its target, record by record:
+
+* delete: the row is gone -> it was deleted; the row is there -> it was not;
+* anonymize: every anonymized column already holds its anonymized form -> it
+  was changed; otherwise it was not.
+
+The open batch is marked ``batch_rolled_back`` and the records that did happen
+are appended again in a new, committed batch of the reconciling run, each once.
+Only the holder of the rule's lease reconciles, so a live runner's batch in
+flight is never touched.
 """
 
 from __future__ import annotations
@@ -10,62 +18,83 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from sqlalchemy import select
 
+from retention.adapters import anonymize
+from retention.adapters.protocol import Adapter
 from retention.audit.schema import log as log_table
-
-if TYPE_CHECKING:
-    from retention.audit.store import AuditStore
-    from retention.engine import Session
+from retention.audit.schema import runs
+from retention.audit.store import AuditStore
+from retention.rules import Policy
 
 log = structlog.get_logger("retention.reconcile")
 
+_COPIED = ("source", "table_name", "record_key", "action", "event_at", "due_at", "rule")
 
-def reconcile(store: AuditStore, session: Session, run_id: str) -> int:
-    """Resolve every open batch; return how many were resolved."""
-    resolved = 0
-    for batch in store.open_batches():
-        records = _records(store, batch["batch_id"])
-        if not records:
-            continue
-        source = records[0]["source"]
-        if source not in session.policy.sources:
-            continue
-        adapter = session.adapter(source)
-        gone: list[dict[str, Any]] = []
-        by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for rec in records:
-            by_table[rec["table_name"]].append(rec)
-        for table, recs in by_table.items():
-            keys = [json.loads(r["record_key"]) for r in recs]
-            if recs[0]["action"] != "delete":
-                continue  # anonymize intents: the rows exist either way; left for review
-            present = {json.dumps(k, sort_keys=True, default=str)
-                       for k in adapter.exists(table, keys)}
-            gone.extend(r for r, k in zip(recs, keys, strict=True)
-                        if json.dumps(k, sort_keys=True, default=str) not in present)
-        rule = batch["rule"]
-        entries = [store.mark(batch["run_id"], rule, batch["batch_id"], "batch_rolled_back")]
-        if gone:
+
+def reconcile(store: AuditStore, policy: Policy, adapter: Adapter, run_id: str, rule: str,
+              batch_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Resolve the open batches of ``rule``; return the records confirmed as done."""
+    confirmed: list[dict[str, Any]] = []
+    for batch_id, records in _open_batches(store, policy.name, rule, batch_ids).items():
+        done = _done(policy, adapter, rule, records)
+        entries = [store.mark(records[0]["run_id"], rule, batch_id, "batch_rolled_back")]
+        if done:
             new_id = uuid.uuid4().hex
-            fields = ("source", "table_name", "record_key", "action", "event_at", "due_at",
-                      "rule")
             entries += [{"kind": "record", "run_id": run_id, "batch_id": new_id,
-                         "detail": json.dumps({"recovered_from": batch["batch_id"]}),
-                         **{f: r[f] for f in fields}} for r in gone]
+                         "detail": json.dumps({"recovered_from": batch_id}),
+                         **{f: r[f] for f in _COPIED}} for r in done]
             entries.append(store.mark(run_id, rule, new_id, "batch_committed"))
         store.append(entries)
-        log.warning("batch_reconciled", batch_id=batch["batch_id"], rule=rule,
-                    confirmed=len(gone), rolled_back=len(records) - len(gone))
-        resolved += 1
-    return resolved
+        confirmed += done
+        log.warning("batch_reconciled", batch_id=batch_id, rule=rule, confirmed=len(done),
+                    rolled_back=len(records) - len(done))
+    return confirmed
 
 
-def _records(store: AuditStore, batch_id: str) -> list[dict[str, Any]]:
-    stmt = select(log_table).where(log_table.c.batch_id == batch_id,
-                                   log_table.c.kind == "record").order_by(log_table.c.seq)
+def _open_batches(store: AuditStore, policy: str, rule: str, batch_ids: list[str] | None
+                  ) -> dict[str, list[dict[str, Any]]]:
+    closed = select(log_table.c.batch_id).where(
+        log_table.c.kind.in_(("batch_committed", "batch_rolled_back")))
+    of_policy = select(runs.c.run_id).where(runs.c.policy == policy)
+    stmt = select(log_table).where(
+        log_table.c.kind == "record", log_table.c.rule == rule,
+        log_table.c.run_id.in_(of_policy), log_table.c.batch_id.not_in(closed))
+    if batch_ids is not None:
+        stmt = stmt.where(log_table.c.batch_id.in_(batch_ids))
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(stmt)]
+        for row in conn.execute(stmt.order_by(log_table.c.seq)):
+            found[row.batch_id].append(dict(row._mapping))
+    return found
+
+
+def _done(policy: Policy, adapter: Adapter, rule: str, records: list[dict[str, Any]]
+          ) -> list[dict[str, Any]]:
+    by_table: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        by_table[(rec["table_name"], rec["action"])].append(rec)
+    done: list[dict[str, Any]] = []
+    for (table, action), recs in by_table.items():
+        keys = [json.loads(r["record_key"]) for r in recs]
+        if action == "delete":
+            present = {_k(k) for k in adapter.exists(table, keys)}
+            done += [r for r, k in zip(recs, keys, strict=True) if _k(k) not in present]
+            continue
+        columns = policy.rule(rule).action.columns
+        rows = {_k({c: row[c] for c in keys[0]}): row
+                for row in adapter.read(table, keys, [a.column for a in columns])}
+        for rec, key in zip(recs, keys, strict=True):
+            row = rows.get(_k(key))
+            if row is not None and all(
+                    anonymize.same(row[a.column], anonymize.apply(a, row[a.column]))
+                    for a in columns):
+                done.append(rec)
+    return done
+
+
+def _k(key: dict[str, Any]) -> str:
+    return json.dumps({k: str(v) for k, v in key.items()}, sort_keys=True)

@@ -11,6 +11,8 @@ from retention.phrase import Retain
 DEFAULT_BATCH_SIZE = 1000  # rows per batch transaction: short locks, bounded memory
 DEFAULT_MAX_FRACTION = 0.5  # a rule may remove at most half of its table in one run
 DEFAULT_SCHEDULE = "daily at 03:00"  # when the daemon runs a rule that names no schedule
+DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a batch waits for a row lock held by the application
+DEFAULT_STATEMENT_TIMEOUT = 120.0  # seconds one statement of a batch may run
 DEFAULT_HASH_KEY_ENV = "RETENTION_HASH_KEY"  # environment variable holding the HMAC key
 REDACTED = "[redacted]"  # the constant marker written by the ``redact`` strategy
 
@@ -113,6 +115,8 @@ class Rule:
     batch_size: int = DEFAULT_BATCH_SIZE
     max_fraction: float = DEFAULT_MAX_FRACTION
     max_rows: int | None = None
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
     line: int = 0
     lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
 

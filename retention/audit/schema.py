@@ -56,4 +56,21 @@ runs = Table(
     Column("summary", Text, nullable=True),
 )
 
-LOG_FIELDS = tuple(c.name for c in log.columns if c.name not in ("hash",))
+
+
+# Legal holds: a record (rule + primary key) that no run may touch while the hold lasts.
+# Placing and releasing are also chained entries in the log (hold_added, hold_released).
+holds = Table(
+    "retention_holds",
+    metadata,
+    Column("hold_id", String(36), primary_key=True),
+    Column("policy", String(200), nullable=False, index=True),
+    Column("rule", String(200), nullable=False),
+    Column("record_key", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("placed_by", String(200), nullable=False),
+    Column("placed_at", String(40), nullable=False),
+    Column("until", String(10), nullable=True),  # last local date the hold lasts, inclusive
+    Column("released_at", String(40), nullable=True),
+    Column("released_by", String(200), nullable=True),
+)

@@ -18,10 +18,12 @@ import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from retention.adapters.protocol import AffectedRow
@@ -60,13 +62,14 @@ class RunInfo:
 class AuditStore:
     """Open (and create if needed) the audit store at ``url``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         self.raw_url = url
         self.url = safe_url(url)
         try:
             self.engine = create_engine(url)
-            metadata.create_all(self.engine)
-            self._ensure_head()
+            if create:
+                metadata.create_all(self.engine)
+                self._ensure_head()
         except sa.exc.SQLAlchemyError as exc:
             cause = getattr(exc, "orig", None) or exc
             raise AuditError(f"cannot open the audit store {self.url}: "
@@ -77,6 +80,25 @@ class AuditStore:
             if conn.execute(select(head.c.id)).first() is None:
                 with contextlib.suppress(IntegrityError):  # another process created it first
                     conn.execute(head.insert().values(id=1, seq=0, hash=chain.GENESIS))
+
+    @classmethod
+    def peek(cls, url: str) -> AuditStore | None:
+        """The store at ``url`` if it already exists, opened without creating anything."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if not parsed.database or parsed.database == ":memory:":
+                return None
+            if not Path(parsed.database).exists():
+                return None
+        store = cls(url, create=False)
+        try:
+            if not sa.inspect(store.engine).has_table(head.name):
+                store.close()
+                return None
+        except sa.exc.SQLAlchemyError:
+            store.close()
+            return None
+        return store
 
     def shares_database_with(self, url: str) -> bool:
         return same_database(self.raw_url, url)

@@ -1,0 +1,151 @@
+"""Enforce one rule: lease, reconcile, count, limits, then batch after batch.
+
+Each batch is one transaction in the target. Its audit entries are written in
+that transaction when the audit store shares the database, or as intents just
+before the commit and confirmed after it otherwise. A failed batch is
+reconciled at once (its commit may have happened before the connection
+dropped) and retried with backoff when the error is transient.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from retention import lease as leases
+from retention import retry, stop
+from retention.adapters.protocol import Adapter, Batch, DueCount
+from retention.audit.store import AuditStore
+from retention.outcome import RuleOutcome, Status
+from retention.plan import Plan
+from retention.reconcile import reconcile
+from retention.rules import Policy
+from retention.validate import reason
+
+
+class LeaseLost(RuntimeError):
+    """The rule's lease died mid-run (its audit-store session was cut)."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(f"the lease of rule {rule!r} was lost; stopped between batches")
+
+
+def limit_reason(plan: Plan, count: DueCount, max_rows: int | None) -> str | None:
+    """Why a safety limit stops this plan, or None."""
+    limits = [m for m in (plan.max_rows, max_rows) if m is not None]
+    if limits and count.due > min(limits):
+        return (f"{count.due} rows are due, more than max_rows {min(limits)}; raise "
+                f"'max_rows' for rule {plan.rule!r} in the policy if this is intended")
+    if count.total and count.due / count.total > plan.max_fraction:
+        return (f"{count.due} of {count.total} rows ({count.due / count.total:.0%}) are due, "
+                f"more than max_fraction {plan.max_fraction}; raise 'max_fraction' for rule "
+                f"{plan.rule!r} in the policy if this is intended")
+    return None
+
+
+def enforce(
+    policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
+    store: AuditStore | None, run_id: str, dry_run: bool, max_rows: int | None, log: Any,
+) -> None:
+    """Run ``plan`` and fill ``result``; never raises (a failure becomes ``failed``)."""
+    result.cutoff, result.plan = plan.cutoff, plan.describe()
+    lease = None
+    try:
+        if not dry_run:
+            assert store is not None
+            lease = leases.acquire(store, policy.name, plan.rule)
+            if lease is None:
+                result.status, result.error = Status.SKIPPED, "another runner holds the lease"
+                log.warning("rule_skipped", reason=result.error)
+                return
+            result.recovered = len(reconcile(store, policy, adapter, run_id, plan.rule))
+        count = adapter.count(plan)
+        result.held, result.due = count.held, count.due
+        log.info("rule_planned", plan=result.plan, due=count.due, held=count.held)
+        why = limit_reason(plan, count, max_rows)
+        if why:
+            result.status, result.error = Status.STOPPED, why
+            log.warning("rule_stopped", reason=why)
+            return
+        if dry_run:
+            result.children = dict(count.children)
+            return
+        assert store is not None and lease is not None
+        _batches(policy, adapter, plan, result, store, run_id, lease, log)
+        log.info("rule_finished", status=result.status.value, deleted=result.deleted,
+                 anonymized=result.anonymized, children=result.children)
+    except Exception as exc:
+        result.status, result.error = Status.FAILED, reason(exc)
+        log.error("rule_failed", error=result.error, exc_info=True)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _batches(
+    policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome, store: AuditStore,
+    run_id: str, lease: leases.Lease, log: Any,
+) -> None:
+    source_url = getattr(adapter, "raw_url", None)
+    together = isinstance(source_url, str) and store.shares_database_with(source_url)
+    after: tuple[Any, ...] | None = None
+    attempt = 0
+    while True:
+        if stop.requested.is_set():
+            result.status = Status.INTERRUPTED
+            log.warning("rule_interrupted", deleted=result.deleted,
+                        anonymized=result.anonymized)
+            return
+        if not lease.alive():
+            raise LeaseLost(plan.rule)
+        batch_id = uuid.uuid4().hex
+
+        def hook(batch: Batch, conn: Any, batch_id: str = batch_id) -> None:
+            entries = store.batch_entries(run_id, plan.rule, plan.source, batch_id, batch.rows,
+                                          committed=together)
+            store.append(entries, conn if together else None)
+
+        try:
+            batch = adapter.run_batch(plan, after, hook)
+        except Exception as exc:
+            if not together:  # the commit may have gone through before the error
+                _recover(policy, adapter, plan, result, store, run_id, batch_id, log)
+            if retry.is_transient(exc) and attempt < retry.RETRY_ATTEMPTS:
+                attempt += 1
+                log.warning("batch_retried", attempt=attempt, error=reason(exc))
+                retry.pause(attempt)
+                continue
+            raise
+        attempt = 0
+        if batch.rows and not together:
+            store.append([store.mark(run_id, plan.rule, batch_id, "batch_committed")])
+        _count(result, plan, [(r.table, r.action) for r in batch.rows])
+        if batch.rows:
+            log.info("batch_committed", rows=len(batch.rows), batch_id=batch_id)
+        if batch.scanned < plan.batch_size:
+            return
+        after = batch.last_key
+
+
+def _recover(policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
+             store: AuditStore, run_id: str, batch_id: str, log: Any) -> None:
+    try:
+        found = reconcile(store, policy, adapter, run_id, plan.rule, batch_ids=[batch_id])
+    except Exception as exc:  # the target or the store is still away: the next run does it
+        log.warning("batch_left_open", batch_id=batch_id, error=reason(exc))
+        return
+    _count_recovered(result, plan, found)
+
+
+def _count_recovered(result: RuleOutcome, plan: Plan, records: list[dict[str, Any]]) -> None:
+    _count(result, plan, [(r["table_name"], r["action"]) for r in records])
+
+
+def _count(result: RuleOutcome, plan: Plan, rows: list[tuple[str, str]]) -> None:
+    for table, action in rows:
+        if table != plan.table:
+            result.children[table] = result.children.get(table, 0) + 1
+        elif action == "delete":
+            result.deleted += 1
+        else:
+            result.anonymized += 1
