@@ -152,3 +152,19 @@ def _micros(instant: dt.datetime) -> int:
 
 def _instant(micros: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+def first_wall_instant(wall: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """The first instant (UTC) whose wall clock in ``tz`` reads ``wall`` or later.
+
+    For a wall time that does not exist (a DST gap) this is the end of the gap.
+    """
+    lo = _micros(wall.replace(tzinfo=UTC) - 2 * _ONE_DAY)
+    hi = _micros(wall.replace(tzinfo=UTC) + 2 * _ONE_DAY)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _instant(mid).astimezone(tz).replace(tzinfo=None) >= wall:
+            hi = mid
+        else:
+            lo = mid
+    return _instant(hi)

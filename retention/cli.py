@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -114,9 +115,15 @@ def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples
 @click.option("--max-rows", type=click.IntRange(0), help="Lower every rule's max_rows.")
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "json"]))
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing and log only warnings when every rule succeeds (for cron).")
+@click.option("--metrics-file", type=click.Path(dir_okay=False),
+              help="Write Prometheus metrics here (node_exporter textfile collector).")
 def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
-        max_rows: int | None, fmt: str) -> int:
+        max_rows: int | None, fmt: str, quiet: bool, metrics_file: str | None) -> int:
     """Enforce the policy once (for cron, systemd timers, Kubernetes CronJobs)."""
+    if quiet:
+        logs.configure("warning")
     loaded = _load(policy)
     now = utcnow()
     instant = parse_instant(as_of) if as_of else now
@@ -124,7 +131,16 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
         raise UsageError(f"--as-of {instant.isoformat()} is later than now; a run at a later "
                          "instant would delete early (use 'report' to look ahead)")
     stop.install()
+    started = time.monotonic()
     outcome = engine.run(loaded, instant, rules, dry_run=dry_run, max_rows=max_rows)
+    if metrics_file:
+        from retention.metrics import Metrics
+
+        collected = Metrics()
+        collected.observe(outcome, time.monotonic() - started)
+        collected.write(metrics_file)
+    if quiet and outcome.exit_code == EXIT_OK:
+        return EXIT_OK
     if fmt == "json":
         _out(render.to_json(outcome.as_json()))
     else:
@@ -136,6 +152,57 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
         title = f"{'Dry run' if dry_run else 'Run'} {outcome.run_id} of {loaded.name}"
         _out(render.table(title, columns, rows))
     return outcome.exit_code
+
+
+@cli.command()
+@POLICY
+@click.option("--misfire-grace", default=3600, show_default=True, type=click.IntRange(1),
+              help="Seconds a missed slot may still run late (also at start-up).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-addr", default="127.0.0.1", show_default=True,
+              help="Address the metrics endpoint listens on.")
+def daemon(policy: str, misfire_grace: int, metrics_port: int | None,
+           metrics_addr: str) -> int:
+    """Run every rule on its schedule until SIGTERM (SIGHUP reloads the policy)."""
+    from retention.daemon import Daemon
+    from retention.metrics import Metrics
+
+    metrics = Metrics() if metrics_port else None
+    runner = Daemon(policy, misfire_grace, metrics)
+    if metrics is not None and metrics_port is not None:
+        metrics.serve(metrics_port, metrics_addr)
+    return runner.run()
+
+
+@cli.command()
+@POLICY
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+def status(policy: str, fmt: str) -> int:
+    """Last run, next run and backlog of every rule; daemon heartbeats."""
+    from retention import status as status_module
+
+    data = status_module.build(_load(policy), utcnow())
+    if fmt == "json":
+        _out(render.to_json(data))
+    else:
+        rows = []
+        for r in data["rules"]:
+            last = r["last_run"] or {}
+            rows.append([r["rule"], r["schedule"], r["next_run"], last.get("started_at"),
+                         last.get("status"), last.get("deleted"), last.get("anonymized"),
+                         r["backlog"] if r["backlog"] is not None else r.get("error")])
+        text = render.table(f"Status of {data['policy']}", (
+            "rule", "schedule", "next_run", "last_run", "status", "deleted", "anonymized",
+            "backlog"), rows)
+        for d in data["daemons"]:
+            text += (f"daemon {d['daemon_id']} on {d['host']} pid {d['pid']}: {d['state']} "
+                     f"(last heartbeat {d['age_seconds']} s ago)\n")
+        if not data["daemons"]:
+            text += "no daemon has run for this policy\n"
+        _out(text)
+    stale = any(d["state"] == "stale" for d in data["daemons"])
+    return EXIT_FAILED if stale or any("error" in r for r in data["rules"]) else EXIT_OK
 
 
 @cli.group()

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from retention import calendar, yamlfile
+from retention import calendar, scheduler, yamlfile
+from retention import schedule as schedules
 from retention.errors import PhraseError, PolicyError, Problem
 from retention.phrase import parse
 from retention.rules import (
@@ -132,7 +133,7 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
     else:
         for rule_name, body in rules_tree.items():
             rule = _rule(str(rule_name), body, rules_tree.line_of(rule_name), defaults,
-                         sources, out)
+                         sources, out, str(tz_name))
             if rule is not None:
                 rules.append(rule)
 
@@ -173,7 +174,7 @@ def _sources(tree: Any, line: int, out: _Collector) -> dict[str, Source]:
 
 def _rule(
     name: str, body: Any, line: int, defaults: Mapping[str, Any],
-    sources: Mapping[str, Source], out: _Collector,
+    sources: Mapping[str, Source], out: _Collector, tz: str,
 ) -> Rule | None:
     if not isinstance(body, yamlfile.LineDict):
         out.add(line, name, "a rule must be a mapping with 'source', 'table' and 'retain'")
@@ -224,6 +225,13 @@ def _rule(
     max_fraction = _number(merged, "max_fraction", DEFAULT_MAX_FRACTION, float, at, name, out,
                            low=0.0, high=1.0)
     max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0)
+    schedule_text = str(merged.get("schedule", DEFAULT_SCHEDULE))
+    try:
+        scheduler.trigger(schedules.parse(schedule_text), str(tz))
+    except PhraseError as exc:
+        out.add(at("schedule"), name, f"schedule: {exc.reason} in {exc.phrase!r}")
+    except ValueError:
+        pass  # an unknown time zone is reported once, for the policy
     lock_timeout = _number(merged, "lock_timeout", DEFAULT_LOCK_TIMEOUT, float, at, name, out,
                            low=0.001, high=3600)
     statement_timeout = _number(merged, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, float,
@@ -234,7 +242,7 @@ def _rule(
         name=name, source=str(source), table=table, retain=retain, event_column=event_column,
         filters=filters, children=children, action=action,
         legal_basis=_text(merged.get("legal_basis")), description=_text(merged.get("description")),
-        schedule=str(merged.get("schedule", DEFAULT_SCHEDULE)), batch_size=int(batch_size or 1),
+        schedule=schedule_text, batch_size=int(batch_size or 1),
         max_fraction=float(max_fraction if max_fraction is not None else DEFAULT_MAX_FRACTION),
         max_rows=None if max_rows is None else int(max_rows),
         lock_timeout=float(lock_timeout), statement_timeout=float(statement_timeout),

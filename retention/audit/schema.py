@@ -74,3 +74,28 @@ holds = Table(
     Column("released_at", String(40), nullable=True),
     Column("released_by", String(200), nullable=True),
 )
+
+# Schedule slots a daemon has claimed: one row per (policy, rule, slot), so replicas
+# and a repeated firing run each rule once per slot.
+slots = Table(
+    "retention_slots",
+    metadata,
+    Column("policy", String(200), primary_key=True),
+    Column("rule", String(200), primary_key=True),
+    Column("slot", String(40), primary_key=True),
+    Column("claimed_at", String(40), nullable=False),
+    Column("daemon_id", String(36), nullable=False),
+)
+
+# Daemon heartbeats: `retention status` reports a daemon whose beat is stale.
+heartbeats = Table(
+    "retention_heartbeats",
+    metadata,
+    Column("daemon_id", String(36), primary_key=True),
+    Column("policy", String(200), nullable=False, index=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("beat_at", String(40), nullable=False),
+    Column("stopped_at", String(40), nullable=True),
+)

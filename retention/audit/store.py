@@ -187,6 +187,20 @@ class AuditStore:
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
             return None if row is None else dict(row._mapping)
 
+    def last_rule_runs(self, policy: str, limit: int = 500) -> dict[str, dict[str, Any]]:
+        """Per rule, its part of the latest finished (non-dry) run of ``policy``."""
+        stmt = (select(runs).where(runs.c.policy == policy, runs.c.mode == "run",
+                                   runs.c.summary.is_not(None))
+                .order_by(runs.c.started_at.desc()).limit(limit))
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for run in conn.execute(stmt):
+                for rule in json.loads(run.summary or "[]"):
+                    found.setdefault(rule["rule"], {**rule, "run_id": run.run_id,
+                                                    "started_at": run.started_at,
+                                                    "finished_at": run.finished_at})
+        return found
+
     def records(self, run_id: str | None = None, since: str | None = None
                 ) -> Iterator[dict[str, Any]]:
         """Committed ``record`` entries in chain order (rolled-back intents left out)."""

@@ -1,0 +1,47 @@
+"""``retention status``: per rule the last run, the next fire time and the backlog."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from retention import engine, scheduler
+from retention import schedule as schedules
+from retention.audit import daemons
+from retention.audit.store import AuditStore
+from retention.rules import Policy
+from retention.validate import reason
+
+
+def build(policy: Policy, now: dt.datetime) -> dict[str, Any]:
+    """The status document (``status --format json``)."""
+    store = AuditStore.peek(policy.audit_url)
+    try:
+        last = store.last_rule_runs(policy.name) if store else {}
+        running = daemons.daemons(store, policy.name, now) if store else []
+    finally:
+        if store is not None:
+            store.close()
+    rules: list[dict[str, Any]] = []
+    with engine.Session(policy) as session:
+        plans, failed = engine.compile_plans(session, policy.rules, now,
+                                             engine.held_keys(policy, now, None))
+        for rule in policy.rules:
+            trig = scheduler.trigger(schedules.parse(rule.schedule), policy.timezone)
+            fire = scheduler.next_fire(trig, now)
+            entry: dict[str, Any] = {
+                "rule": rule.name, "schedule": rule.schedule,
+                "next_run": None if fire is None else fire.isoformat(),
+                "last_run": last.get(rule.name), "backlog": None,
+            }
+            if rule.name in failed:
+                entry["error"] = failed[rule.name]
+            else:
+                try:
+                    entry["backlog"] = session.adapter(rule.source).count(plans[rule.name]).due
+                except Exception as exc:
+                    entry["error"] = reason(exc)
+            rules.append(entry)
+    return {"policy": policy.name, "as_of": now.isoformat(), "daemons": [
+        {k: d[k] for k in ("daemon_id", "host", "pid", "started_at", "beat_at", "age_seconds",
+                           "state")} for d in running], "rules": rules}
