@@ -15,6 +15,7 @@ from retention import calendar, engine, holds, logs, render, stop
 from retention import report as report_module
 from retention.audit import export
 from retention.audit.store import AuditStore
+from retention.db import safe_url
 from retention.errors import RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
 from retention.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -27,6 +28,15 @@ POLICY = click.argument("policy", envvar="RETENTION_POLICY", type=click.Path(dir
 
 def _load(path: str) -> Policy:
     return load_policy(path)
+
+
+def _existing_store(policy: Policy) -> AuditStore:
+    """The policy's audit store; a missing one is an error, not a new empty store."""
+    store = AuditStore.peek(policy.audit_url)
+    if store is None:
+        raise UsageError(f"no audit store at {safe_url(policy.audit_url)} (check 'audit: url' "
+                         "or RETENTION_AUDIT_URL)")
+    return store
 
 
 def _out(text: str, output: str | None = None) -> None:
@@ -83,7 +93,8 @@ def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
             click.echo(f"-- cutoff: {compiled.cutoff.isoformat()}")
             click.echo(f"-- {compiled.describe()}")
             for statement in session.adapter(rule.source).statements(compiled):
-                click.echo(statement + ";")
+                sql, _, params = statement.partition("\n-- parameters:")
+                click.echo(sql + ";" + (f"\n-- parameters:{params}" if params else ""))
             click.echo("")
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -263,12 +274,14 @@ def _until(until: str | None, policy: Policy) -> dt.date | None:
 def hold_list(policy: str, show_all: bool, fmt: str) -> int:
     """The holds of the policy (active ones unless --all)."""
     loaded = _load(policy)
-    store = AuditStore(loaded.audit_url)
-    try:
-        found = [h for h in holds.list_holds(store, loaded.name)
-                 if show_all or h.released_at is None]
-    finally:
-        store.close()
+    store = AuditStore.peek(loaded.audit_url)
+    found: list[holds.Hold] = []
+    if store is not None:
+        try:
+            found = [h for h in holds.list_holds(store, loaded.name)
+                     if show_all or h.released_at is None]
+        finally:
+            store.close()
     if fmt == "json":
         _out(render.to_json([h.as_json() for h in found]))
         return EXIT_OK
@@ -287,7 +300,7 @@ def hold_list(policy: str, show_all: bool, fmt: str) -> int:
 def hold_release(policy: str, hold_id: str, by: str | None) -> int:
     """Release a hold: the record follows its rule again."""
     loaded = _load(policy)
-    store = AuditStore(loaded.audit_url)
+    store = _existing_store(loaded)
     try:
         released = holds.release(store, loaded.name, hold_id, by)
     finally:
@@ -307,7 +320,7 @@ def audit() -> None:
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def audit_list(policy: str, limit: int, fmt: str) -> int:
     """The latest runs."""
-    store = AuditStore(_load(policy).audit_url)
+    store = _existing_store(_load(policy))
     try:
         runs = store.runs(limit)
     finally:
@@ -326,7 +339,7 @@ def audit_list(policy: str, limit: int, fmt: str) -> int:
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def audit_show(policy: str, run_id: str, fmt: str) -> int:
     """One run: its rules and the records it changed."""
-    store = AuditStore(_load(policy).audit_url)
+    store = _existing_store(_load(policy))
     try:
         found = store.run(run_id)
         if found is None:
@@ -354,7 +367,7 @@ def audit_show(policy: str, run_id: str, fmt: str) -> int:
 @POLICY
 def audit_verify(policy: str) -> int:
     """Recheck the whole hash chain; name the first entry altered, removed or inserted."""
-    store = AuditStore(_load(policy).audit_url)
+    store = _existing_store(_load(policy))
     try:
         verdict = store.verify()
     finally:
@@ -372,7 +385,7 @@ def audit_verify(policy: str) -> int:
 def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -> int:
     """One line per affected record."""
     instant = parse_instant(since, "--since").isoformat() if since else None
-    store = AuditStore(_load(policy).audit_url)
+    store = _existing_store(_load(policy))
     try:
         stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
         try:

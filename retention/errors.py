@@ -8,7 +8,7 @@ build their message in ``__init__``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class RetentionError(Exception):
@@ -25,6 +25,7 @@ class Problem:
     line: int | None
     rule: str | None
     message: str
+    keys: tuple[str, ...] = field(default=(), compare=False)  # where in the YAML tree
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path

@@ -82,6 +82,7 @@ _WORDS = {
          "eleven", "twelve"]
     )
 }
+_DIGITS = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²'
 _EVENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOKEN = re.compile(r",|[^\s,]+")
 
@@ -89,9 +90,9 @@ _TOKEN = re.compile(r",|[^\s,]+")
 def _amount(token: str, phrase: str) -> int:
     if token.lower() in _WORDS:
         return _WORDS[token.lower()]
-    if token.startswith("-") and token[1:].isdigit():
+    if _DIGITS.fullmatch(token.removeprefix("-")) and token.startswith("-"):
         raise PhraseError(phrase, f"amount {token} is negative")
-    if not token.isdigit():
+    if not _DIGITS.fullmatch(token):
         raise PhraseError(phrase, f"expected an amount, got {token!r}")
     return int(token)
 

@@ -48,8 +48,9 @@ _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern
 
 
 class _Collector:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, env: Mapping[str, str]) -> None:
         self.path = path
+        self.env = env  # where ${VAR} and the hash keys are looked up
         self.problems: list[Problem] = []
 
     def add(self, line: int | None, rule: str | None, message: str) -> None:
@@ -73,8 +74,8 @@ def load_policy_text(
 ) -> Policy:
     """Like :func:`load_policy` for text already read; ``path`` is only used in messages."""
     tree, problems = yamlfile.load(text, path, env)
-    out = _Collector(path)
-    out.problems.extend(problems)
+    out = _Collector(path, os.environ if env is None else env)
+    out.problems.extend(_in_rule(p) for p in problems)
     if tree is None:
         raise PolicyError(out.problems)
     if not isinstance(tree, yamlfile.LineDict):
@@ -84,6 +85,17 @@ def load_policy_text(
     if out.problems or policy is None:
         raise PolicyError(sorted(out.problems, key=lambda p: (p.line or 0)))
     return policy
+
+
+def _in_rule(problem: Problem) -> Problem:
+    """Name the rule a YAML-level problem sits in (``rules -> NAME -> ...``)."""
+    keys = problem.keys
+    if len(keys) < 2 or keys[0] != "rules":
+        return problem
+    message = problem.message
+    if len(keys) == 2 and message.startswith("duplicate key"):
+        message = f"duplicate rule name {keys[1]!r}"
+    return Problem(problem.path, problem.line, keys[1], message, keys)
 
 
 def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | None:
@@ -329,7 +341,7 @@ def _action(tree: Any, line: int, rule: str, out: _Collector) -> Action:
         if isinstance(parsed, str):
             out.add(line, rule, parsed)
             continue
-        if parsed.key_env is not None and not os.environ.get(parsed.key_env):
+        if parsed.key_env is not None and not out.env.get(parsed.key_env):
             out.add(line, rule, f"environment variable {parsed.key_env} (the hash key) is not set")
         columns.append(parsed)
     return Action(tuple(columns))

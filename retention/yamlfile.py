@@ -59,7 +59,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self._loader = yaml.SafeLoader("")  # only its scalar resolvers are used
 
-    def build(self, node: yaml.Node) -> Any:
+    def build(self, node: yaml.Node, keys: tuple[str, ...] = ()) -> Any:
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             out = LineDict()
@@ -72,14 +72,14 @@ class _Builder:
                 key_line = key_node.start_mark.line + 1
                 if key in out:
                     self.problems.append(
-                        Problem(self.path, key_line, None, f"duplicate key {key!r}")
+                        Problem(self.path, key_line, None, f"duplicate key {key!r}", (*keys, key))
                     )
                     continue
-                out[key] = self.build(value_node)
+                out[key] = self.build(value_node, (*keys, key))
                 out.lines[key] = key_line
             return out
         if isinstance(node, yaml.SequenceNode):
-            seq = LineList(self.build(item) for item in node.value)
+            seq = LineList(self.build(item, keys) for item in node.value)
             seq.line = line
             seq.lines = [item.start_mark.line + 1 for item in node.value]
             return seq
@@ -87,11 +87,21 @@ class _Builder:
         constructed = self._loader.construct_object(node, deep=True)
         if isinstance(constructed, str) and "${" in constructed:
             constructed, missing = interpolate(constructed, self.env)
+            if node.style is None and not missing:  # a plain scalar: type it like YAML would
+                constructed = _retyped(constructed)
             for name in missing:
-                self.problems.append(
-                    Problem(self.path, line, None, f"environment variable {name} is not set")
-                )
+                self.problems.append(Problem(self.path, line, None,
+                                             f"environment variable {name} is not set", keys))
         return constructed
+
+
+def _retyped(text: str) -> Any:
+    """``500`` -> 500, ``0.5`` -> 0.5, ``true`` -> True; anything else stays text."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, bool | int | float) else text
 
 
 def load(

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from retention.adapters import anonymize
 
 from retention import calendar, engine, examples
-from retention.adapters import anonymize
 from retention.audit.store import AuditStore
 from retention.db import create_engine
 from retention.policy import load_policy
