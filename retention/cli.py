@@ -14,7 +14,7 @@ import click
 from retention import calendar, engine, holds, logs, render, stop
 from retention import report as report_module
 from retention.audit import export
-from retention.audit.store import AuditStore
+from retention.audit.store import AuditStore, iso
 from retention.db import safe_url
 from retention.errors import RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
@@ -384,7 +384,7 @@ def audit_verify(policy: str) -> int:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
 def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -> int:
     """One line per affected record."""
-    instant = parse_instant(since, "--since").isoformat() if since else None
+    instant = iso(parse_instant(since, "--since")) if since else None
     store = _existing_store(_load(policy))
     try:
         stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115

@@ -108,8 +108,11 @@ def _batches(
         try:
             batch = adapter.run_batch(plan, after, hook)
         except Exception as exc:
-            if not together:  # the commit may have gone through before the error
-                _recover(policy, adapter, plan, result, store, run_id, batch_id, log)
+            # The commit may have gone through before the error. Retry only once the
+            # batch is settled: a retry over a batch left open would record rows twice.
+            if not together and not _recover(policy, adapter, plan, result, store, run_id,
+                                             batch_id, log):
+                raise
             if retry.is_transient(exc) and attempt < retry.RETRY_ATTEMPTS:
                 attempt += 1
                 log.warning("batch_retried", attempt=attempt, error=reason(exc))
@@ -128,13 +131,15 @@ def _batches(
 
 
 def _recover(policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
-             store: AuditStore, run_id: str, batch_id: str, log: Any) -> None:
+             store: AuditStore, run_id: str, batch_id: str, log: Any) -> bool:
+    """Settle a failed batch now; False when that is impossible (the next run will)."""
     try:
         found = reconcile(store, policy, adapter, run_id, plan.rule, batch_ids=[batch_id])
-    except Exception as exc:  # the target or the store is still away: the next run does it
+    except Exception as exc:  # the target or the store is still away
         log.warning("batch_left_open", batch_id=batch_id, error=reason(exc))
-        return
+        return False
     _count_recovered(result, plan, found)
+    return True
 
 
 def _count_recovered(result: RuleOutcome, plan: Plan, records: list[dict[str, Any]]) -> None:

@@ -40,6 +40,7 @@ def verify(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> V
     ``head`` is the stored (seq, hash) of the chain's end, or None when empty.
     """
     prev_hash, prev_seq, count = GENESIS, 0, 0
+    before_prev = None  # the hash of the entry before the previous one
     for row in rows:
         seq = int(row["seq"])
         if seq != prev_seq + 1:
@@ -48,11 +49,14 @@ def verify(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> V
             return Verdict(False, count, prev_seq + 1,
                            f"removed: entries {prev_seq + 1}..{seq - 1} are missing")
         if row["prev_hash"] != prev_hash:
+            if before_prev is not None and row["prev_hash"] == before_prev:
+                return Verdict(False, count - 1, seq - 1,
+                               "inserted: the entry after it follows the entry before it")
             return Verdict(False, count, seq,
                            "inserted or reordered: it does not follow the entry before it")
         if entry_hash(row) != row["hash"]:
             return Verdict(False, count, seq, "altered: its content does not match its hash")
-        prev_hash, prev_seq, count = row["hash"], seq, count + 1
+        before_prev, prev_hash, prev_seq, count = prev_hash, row["hash"], seq, count + 1
     if head is None:
         if count:
             return Verdict(False, count, prev_seq, "the chain head is missing")
@@ -61,5 +65,9 @@ def verify(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> V
         if head[0] > prev_seq:
             return Verdict(False, count, prev_seq + 1,
                            f"removed: entries {prev_seq + 1}..{head[0]} at the end are missing")
-        return Verdict(False, count, head[0], "the chain head does not match the last entry")
+        if head[0] < prev_seq:
+            return Verdict(False, count, head[0] + 1,
+                           f"inserted: entries {head[0] + 1}..{prev_seq} lie past the chain head")
+        return Verdict(False, count, head[0],
+                       "altered or replaced: the last entry does not match the chain head")
     return Verdict(True, count)

@@ -40,9 +40,11 @@ def now_text() -> str:
 
 
 def iso(instant: dt.datetime) -> str:
+    """UTC with microseconds always: equal lengths, so text order is time order under
+    any collation (MariaDB's utf8mb4_unicode_ci sorts '.' before '+')."""
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=dt.UTC)
-    return instant.astimezone(dt.UTC).isoformat()
+    return instant.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def key_text(key: dict[str, Any]) -> str:
