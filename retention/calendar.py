@@ -29,6 +29,7 @@ UTC = dt.UTC
 ONE_MICROSECOND = dt.timedelta(microseconds=1)
 _ONE_DAY = dt.timedelta(days=1)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+_FALL_BACK_WINDOW = dt.timedelta(hours=3)  # longer than any clock change on record
 
 
 @lru_cache(maxsize=64)
@@ -48,8 +49,27 @@ def aware(instant: dt.datetime) -> dt.datetime:
 
 
 def local_date(instant: dt.datetime, tz: dt.tzinfo) -> dt.date:
-    """The calendar date of ``instant`` on a wall clock in ``tz``."""
-    return aware(instant).astimezone(tz).date()
+    """The calendar date of ``instant`` on a wall clock in ``tz``, never going backwards.
+
+    Where clocks fell back across midnight (St. John's until 2011 went from
+    00:00:59 back to 23:01), the wall-clock date briefly returns to the day
+    before; the date of such an instant is the latest date the clock already
+    showed, so dates (and due instants) never decrease as time goes on.
+    """
+    instant = aware(instant)
+    day = instant.astimezone(tz).date()
+    earlier = instant - _FALL_BACK_WINDOW
+    high = earlier.astimezone(tz).utcoffset()
+    if high is None or instant.astimezone(tz).utcoffset() == high:
+        return day
+    lo, hi = _micros(earlier), _micros(instant)  # find the last instant before the change
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _instant(mid).astimezone(tz).utcoffset() == high:
+            lo = mid
+        else:
+            hi = mid
+    return max(day, _instant(lo).astimezone(tz).date())
 
 
 def first_instant(day: dt.date, tz: dt.tzinfo) -> dt.datetime:

@@ -8,6 +8,7 @@ the line and the rule. The live schema is checked later, by
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from typing import Any
 from retention import calendar, scheduler, yamlfile
 from retention import schedule as schedules
 from retention.errors import PhraseError, PolicyError, Problem
-from retention.phrase import parse
+from retention.phrase import Retain, parse
 from retention.rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_HASH_KEY_ENV,
@@ -221,8 +222,10 @@ def _rule(
     else:
         try:
             retain = parse(str(phrase))
+            _check_period(retain, tz)
         except PhraseError as exc:
             out.add(at("retain"), name, f"retain: {exc.reason} in {exc.phrase!r}")
+            retain = None
 
     events = merged.get("events") or {}
     if not isinstance(events, dict) or not all(isinstance(v, str) for v in events.values()):
@@ -260,6 +263,21 @@ def _rule(
         lock_timeout=float(lock_timeout), statement_timeout=float(statement_timeout),
         line=line, lines=lines,
     )
+
+
+def _check_period(retain: Retain, tz: str) -> None:
+    """Reject periods that run off the calendar (10000 years) before a run meets them."""
+    try:
+        zone = calendar.zone(tz)
+    except ValueError:
+        return
+    for year in (1970, 2000, 2100):
+        moment = dt.datetime(year, 6, 1, tzinfo=dt.UTC)
+        try:
+            calendar.due_at(moment, retain, zone)
+            calendar.cutoff(moment, retain, zone)
+        except (ValueError, OverflowError):
+            raise PhraseError(str(retain), "the period runs off the calendar") from None
 
 
 def _text(value: Any) -> str | None:

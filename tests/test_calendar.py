@@ -38,8 +38,10 @@ ZONES = [
     "Africa/Casablanca",  # negative DST during Ramadan
     "UTC",
 ]
-# Not here: zones whose clocks once went back across midnight (America/St_Johns before 2012),
-# where no exact cutoff exists; see the xfail test at the end of this file.
+# Not here: zones whose clocks once went back across midnight (America/St_Johns before 2012):
+# the wall-clock date goes backwards there, so calendar.local_date keeps the latest date the
+# clock already showed and a plain-zoneinfo oracle disagrees by design; the properties for
+# them are at the end of this file.
 
 LOW = dt.datetime(1990, 1, 1, tzinfo=UTC)
 HIGH = dt.datetime(2060, 1, 1, tzinfo=UTC)
@@ -534,13 +536,6 @@ def test_half_hour_dst_does_not_move_the_start_of_the_day() -> None:
     assert due == dt.datetime(2024, 10, 6, 13, 0, tzinfo=UTC)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG retention/calendar.py: assumes the local date never goes backwards. In "
-    "America/St_Johns (1987-2011), Goose_Bay and Moncton DST ended at 00:01, so the clock "
-    "went Sun 00:00:59 -> Sat 23:01; due_at is not monotone there and no single cutoff is "
-    "exact: an event in that minute is selected a day before it is due",
-)
 def test_an_event_in_a_minute_the_clock_then_repeats_is_not_selected_before_it_is_due() -> None:
     """St John's, 2010-11-07 00:00:30 NDT (then back to Sat 23:01): the property still holds."""
     st_johns = calendar.zone("America/St_Johns")
@@ -550,3 +545,28 @@ def test_an_event_in_a_minute_the_clock_then_repeats_is_not_selected_before_it_i
     assert (event <= calendar.cutoff(now, retain, st_johns)) == (
         calendar.due_at(event, retain, st_johns) <= now
     )
+
+
+_ST_JOHNS_CHANGE = dt.datetime(2010, 11, 7, 2, 31, tzinfo=UTC)  # Sun 00:01 NDT -> Sat 23:01
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=-3 * 3600 * 10**6, max_value=3 * 3600 * 10**6),
+    st.integers(min_value=0, max_value=3 * 86400 * 10**6),
+    st.sampled_from(["1 day after x", "2 days after x", "1 month after x", "until x",
+                     "3 hours after x"]),
+)
+def test_where_the_clock_went_back_across_midnight_cutoffs_stay_exact(
+        event_offset: int, wait: int, phrase: str) -> None:
+    """St. John's 2010: due_at never decreases and event <= cutoff(now) iff due by now."""
+    st_johns = calendar.zone("America/St_Johns")
+    retain = parse(phrase)
+    event = _ST_JOHNS_CHANGE + dt.timedelta(microseconds=event_offset)
+    later = event + dt.timedelta(minutes=1)
+    assert calendar.due_at(event, retain, st_johns) <= calendar.due_at(later, retain, st_johns)
+    now = event + dt.timedelta(microseconds=wait)
+    for moment in (now, calendar.due_at(event, retain, st_johns),
+                   calendar.due_at(event, retain, st_johns) - dt.timedelta(microseconds=1)):
+        assert (event <= calendar.cutoff(moment, retain, st_johns)) == (
+            calendar.due_at(event, retain, st_johns) <= moment)
