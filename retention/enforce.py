@@ -101,6 +101,8 @@ def _batches(
         batch_id = uuid.uuid4().hex
 
         def hook(batch: Batch, conn: Any, batch_id: str = batch_id) -> None:
+            if not batch.rows:
+                return
             entries = store.batch_entries(run_id, plan.rule, plan.source, batch_id, batch.rows,
                                           committed=together)
             store.append(entries, conn if together else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +34,13 @@ class Verdict:
         return f"audit chain broken at entry {self.seq}: {self.reason}"
 
 
-def verify(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> Verdict:
+def verify(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None,
+           find: Callable[[str], int | None] | None = None) -> Verdict:
     """Walk ``rows`` in seq order and name the first entry altered, removed or inserted.
 
     ``head`` is the stored (seq, hash) of the chain's end, or None when empty.
+    ``find`` looks up the seq of the entry with a given hash: when an entry points
+    back past its predecessor, the entries in between were inserted.
     """
     prev_hash, prev_seq, count = GENESIS, 0, 0
     before_prev = None  # the hash of the entry before the previous one
@@ -52,6 +55,11 @@ def verify(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> V
             if before_prev is not None and row["prev_hash"] == before_prev:
                 return Verdict(False, count - 1, seq - 1,
                                "inserted: the entry after it follows the entry before it")
+            target = find(row["prev_hash"]) if find is not None else None
+            if target is not None and target < seq - 1:
+                return Verdict(False, target, target + 1,
+                               f"inserted: entries {target + 1}..{seq - 1} are not in the "
+                               f"chain (entry {seq} follows entry {target})")
             return Verdict(False, count, seq,
                            "inserted or reordered: it does not follow the entry before it")
         if entry_hash(row) != row["hash"]:

@@ -234,7 +234,15 @@ class AuditStore:
             rows = conn.execution_options(yield_per=VERIFY_CHUNK).execute(
                 select(log).order_by(log.c.seq))
             return chain.verify((dict(r._mapping) for r in rows),
-                                None if stored is None else (int(stored[0]), str(stored[1])))
+                                None if stored is None else (int(stored[0]), str(stored[1])),
+                                self._seq_of)
+
+    def _seq_of(self, digest: str) -> int | None:
+        """The seq of the entry whose hash is ``digest`` (only asked when the chain breaks)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(log.c.seq).where(log.c.hash == digest)
+                                 .order_by(log.c.seq).limit(1)).scalar()
+        return None if found is None else int(found)
 
     def close(self) -> None:
         self.engine.dispose()
