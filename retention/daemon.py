@@ -120,10 +120,11 @@ class Daemon:
                            kept="previous policy")
             return
         old = {r.name: r for r in self.policy.rules}
+        moved = new.timezone != self.policy.timezone  # every wall-clock slot moves
         self.policy = new
         changed = []
         for rule in new.rules:
-            if old.get(rule.name) != rule or rule.name not in old:
+            if moved or old.get(rule.name) != rule:
                 self._add(rule, catch_up=False)
                 changed.append(rule.name)
         for name in set(old) - {r.name for r in new.rules}:
@@ -167,5 +168,5 @@ class Daemon:
 
 def _last_run(store: AuditStore, policy: str, rule: str) -> dt.datetime | None:
     """When ``rule`` last started a (non-dry) run, from the audit store."""
-    last = store.last_rule_runs(policy).get(rule)
+    last = store.last_rule_runs(policy, {rule}).get(rule)
     return None if last is None else dt.datetime.fromisoformat(last["started_at"])

@@ -117,7 +117,7 @@ class Rule:
     max_rows: int | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it is written is not what it says
     lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
 
     def line_of(self, key: str) -> int:

@@ -28,6 +28,7 @@ from retention.schedule import Schedule
 UTC = dt.UTC
 _INTERVAL_EPOCH = dt.datetime(2000, 1, 1, tzinfo=UTC)  # interval slots are multiples from here
 _MAX_STEPS = 10_000  # wall-clock slots examined before giving up (a cron that never fires)
+_FIRST_WINDOW = dt.timedelta(hours=2)  # previous_fire looks this far back first
 
 
 class WallClockTrigger(BaseTrigger):  # type: ignore[misc]
@@ -92,15 +93,33 @@ def slot_key(schedule: Schedule, fire_time: dt.datetime, timezone: str) -> str:
 
 def previous_fire(trig: BaseTrigger, now: dt.datetime, lookback: dt.timedelta
                   ) -> dt.datetime | None:
-    """The latest fire time of ``trig`` in ``(now - lookback, now]``, or None."""
-    fire = trig.get_next_fire_time(None, now - lookback)
+    """The latest fire time of ``trig`` in ``[now - lookback, now]``, or None.
+
+    Searches backwards in growing windows, so a long lookback costs no more steps
+    than the slots near ``now``.
+    """
+    if isinstance(trig, IntervalTrigger):
+        step = trig.interval
+        slots = (now - _INTERVAL_EPOCH) // step
+        latest = _INTERVAL_EPOCH + slots * step
+        return latest if now - latest <= lookback else None
+    window = min(lookback, _FIRST_WINDOW)
+    while True:
+        found = _latest_in(trig, now - window, now)
+        if found is not None or window >= lookback:
+            return found
+        window = min(window * 2, lookback)
+
+
+def _latest_in(trig: BaseTrigger, start: dt.datetime, now: dt.datetime) -> dt.datetime | None:
+    fire = trig.get_next_fire_time(None, start)
     latest = None
     for _ in range(_MAX_STEPS):
         if fire is None or fire > now:
             return latest
         latest = fire
         fire = trig.get_next_fire_time(latest, latest + dt.timedelta(microseconds=1))
-    return latest
+    raise RuntimeError("too many slots in one window")  # minute-resolution cron: impossible
 
 
 def next_fire(trig: BaseTrigger, now: dt.datetime) -> dt.datetime | None:

@@ -17,7 +17,8 @@ def build(policy: Policy, now: dt.datetime) -> dict[str, Any]:
     """The status document (``status --format json``)."""
     store = AuditStore.peek(policy.audit_url)
     try:
-        last = store.last_rule_runs(policy.name) if store else {}
+        wanted = {r.name for r in policy.rules}
+        last = store.last_rule_runs(policy.name, wanted) if store else {}
         running = daemons.daemons(store, policy.name, now) if store else []
     finally:
         if store is not None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import random
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from retention.db import create_engine, safe_url, same_database, writing
 from retention.errors import AuditError
 
 VERIFY_CHUNK = 2000  # entries read per round trip while verifying
+CREATE_ATTEMPTS = 8  # tries to create the tables while other processes do the same
 
 
 def now_text() -> str:
@@ -70,12 +73,24 @@ class AuditStore:
         try:
             self.engine = create_engine(url)
             if create:
-                metadata.create_all(self.engine)
-                self._ensure_head()
+                self._create()
         except sa.exc.SQLAlchemyError as exc:
             cause = getattr(exc, "orig", None) or exc
             raise AuditError(f"cannot open the audit store {self.url}: "
                              f"{type(cause).__name__}") from None
+
+    def _create(self) -> None:
+        """Create the tables; replicas starting together on a new store may race for it."""
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with writing(self.engine) as conn:  # SQLite: take the write lock first
+                    metadata.create_all(conn)
+                self._ensure_head()
+                return
+            except sa.exc.SQLAlchemyError:
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1) + random.uniform(0, 0.1))
 
     def _ensure_head(self) -> None:
         with self.engine.begin() as conn:
@@ -189,18 +204,24 @@ class AuditStore:
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
             return None if row is None else dict(row._mapping)
 
-    def last_rule_runs(self, policy: str, limit: int = 500) -> dict[str, dict[str, Any]]:
-        """Per rule, its part of the latest finished (non-dry) run of ``policy``."""
+    def last_rule_runs(self, policy: str, rules: set[str] | None = None
+                       ) -> dict[str, dict[str, Any]]:
+        """Per rule, its part of the latest finished (non-dry) run of ``policy``.
+
+        Reads runs newest first and stops once every rule in ``rules`` is found.
+        """
         stmt = (select(runs).where(runs.c.policy == policy, runs.c.mode == "run",
                                    runs.c.summary.is_not(None))
-                .order_by(runs.c.started_at.desc()).limit(limit))
+                .order_by(runs.c.started_at.desc()))
         found: dict[str, dict[str, Any]] = {}
         with self.engine.connect() as conn:
-            for run in conn.execute(stmt):
+            for run in conn.execution_options(yield_per=200).execute(stmt):
                 for rule in json.loads(run.summary or "[]"):
                     found.setdefault(rule["rule"], {**rule, "run_id": run.run_id,
                                                     "started_at": run.started_at,
                                                     "finished_at": run.finished_at})
+                if rules is not None and rules <= set(found):
+                    break
         return found
 
     def records(self, run_id: str | None = None, since: str | None = None
