@@ -9,6 +9,7 @@ dropped) and retried with backoff when the error is transient.
 
 from __future__ import annotations
 
+import traceback
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ from retention.outcome import RuleOutcome, Status
 from retention.plan import Plan
 from retention.reconcile import reconcile
 from retention.rules import Policy
+from retention.secrets import scrub
 from retention.validate import reason
 
 
@@ -76,7 +78,10 @@ def enforce(
                  anonymized=result.anonymized, children=result.children)
     except Exception as exc:
         result.status, result.error = Status.FAILED, reason(exc)
-        log.error("rule_failed", error=result.error, exc_info=True)
+        # The traceback as plain text: never frame locals (they hold URLs and personal
+        # data), whatever structlog configuration a program embedding retention has.
+        log.error("rule_failed", error=result.error,
+                  traceback=scrub("".join(traceback.format_exception(exc))))
     finally:
         if lease is not None:
             lease.release()

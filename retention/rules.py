@@ -95,7 +95,7 @@ class Child:
 class Source:
     name: str
     adapter: str
-    options: dict[str, Any] = field(hash=False)
+    options: dict[str, Any] = field(hash=False, repr=False)  # the URL holds a password
     line: int = 0
 
 
@@ -132,7 +132,7 @@ class Policy:
     path: str
     sha256: str
     sources: dict[str, Source] = field(hash=False)
-    audit_url: str
+    audit_url: str = field(repr=False)  # may hold a password
     rules: tuple[Rule, ...]
     ignore: tuple[tuple[str, str], ...] = ()  # (source, table) that no rule needs to cover
 
