@@ -72,6 +72,7 @@ def local_date(instant: dt.datetime, tz: dt.tzinfo) -> dt.date:
     return max(day, _instant(lo).astimezone(tz).date())
 
 
+@lru_cache(maxsize=8192)  # a run asks for the same few days for thousands of rows
 def first_instant(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
     """The first instant (UTC) whose local date in ``tz`` is ``day``.
 
