@@ -30,6 +30,7 @@ from retention.audit.store import AuditStore, now_text
 from retention.errors import RetentionError
 from retention.instants import utcnow
 from retention.metrics import Metrics
+from retention.outcome import Status
 from retention.policy import load_policy
 from retention.rules import Policy, Rule
 
@@ -74,8 +75,10 @@ class Daemon:
         slot = scheduler.previous_fire(trig, now, dt.timedelta(seconds=self.grace))
         if slot is None:
             return False
-        last = _last_run(self.store, self.policy.name, rule.name)
-        return last is None or last < slot
+        last = self.store.last_rule_runs(self.policy.name, {rule.name}).get(rule.name)
+        if last is None or last.get("status") == Status.INTERRUPTED.value:
+            return True
+        return dt.datetime.fromisoformat(last["started_at"]) < slot
 
     def _fire(self, rule_name: str) -> None:
         policy = self.policy
@@ -97,6 +100,8 @@ class Daemon:
             return
         if self.metrics is not None:
             self.metrics.observe(outcome, time.monotonic() - started)
+        if outcome.rules[0].status is Status.INTERRUPTED:  # unfinished: run it after restart
+            daemons.release_slot(self.store, policy.name, rule_name, slot)
         rlog.info("slot_ran", slot=slot, run_id=outcome.run_id,
                   status=outcome.rules[0].status.value)
 
@@ -165,8 +170,3 @@ class Daemon:
     def _on_hup(self, signum: int, _frame: FrameType | None) -> None:
         self.reload_requested.set()
 
-
-def _last_run(store: AuditStore, policy: str, rule: str) -> dt.datetime | None:
-    """When ``rule`` last started a (non-dry) run, from the audit store."""
-    last = store.last_rule_runs(policy, {rule}).get(rule)
-    return None if last is None else dt.datetime.fromisoformat(last["started_at"])

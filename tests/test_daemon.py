@@ -625,3 +625,27 @@ def test_sighup_reports_only_the_edited_rule_when_lines_shift(
         reloaded = daemon.wait_for("policy_reloaded", after=mark, timeout=10)
         assert daemon.terminate()[0] == 0
     assert reloaded["changed"] == ["a"]
+
+
+def test_a_restarted_daemon_finishes_the_slot_an_interrupted_run_left(
+        postgres_url: str, tmp_path: Path) -> None:
+    """SIGTERM cuts a slot's run short; the next daemon runs that slot again at start-up."""
+    total = 20_000
+    make_table(postgres_url, "things", due=total)
+    audit = sqlite_audit(tmp_path)
+    policy = write_policy(tmp_path, policy_text(postgres_url, audit, {
+        "big": {"table": "things", "schedule": "every 1 hours", "batch_size": 20}}))
+
+    with running(policy, name="cut short") as first:
+        first.wait_until(lambda: len(first.named("batch_committed")) >= 3)
+        assert first.terminate(timeout=30)[0] == 0
+    assert [e["status"] for e in first.named("slot_ran")] == ["interrupted"]
+    assert 0 < len(keys(postgres_url, "things")) < total
+
+    with running(policy, name="restarted") as second:
+        ran = second.wait_for("slot_ran", rule="big", timeout=120)
+        assert second.terminate()[0] == 0
+    assert ran["status"] == "ok" and ran["slot"] == first.named("slot_ran")[0]["slot"]
+    assert keys(postgres_url, "things") == set()
+    assert sorted(r["key"]["id"] for r in audited(audit)) == list(range(1, total + 1))
+    assert chain_ok(audit)

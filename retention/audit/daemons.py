@@ -29,6 +29,13 @@ def claim_slot(store: AuditStore, policy: str, rule: str, slot: str, daemon_id: 
     return True
 
 
+def release_slot(store: AuditStore, policy: str, rule: str, slot: str) -> None:
+    """Give a slot back (its run was interrupted), so a restarted daemon runs it again."""
+    with writing(store.engine) as conn:
+        conn.execute(slots.delete().where(slots.c.policy == policy, slots.c.rule == rule,
+                                          slots.c.slot == slot))
+
+
 def beat(store: AuditStore, daemon_id: str, policy: str, started_at: str,
          stopped: bool = False) -> None:
     """Record that the daemon is alive (or, with ``stopped``, that it ended cleanly)."""
