@@ -122,6 +122,15 @@ class Adapter(Protocol):
         """
         ...
 
+    def delete_keys(self, table: str, keys: list[dict[str, Any]],
+                    hook: Callable[[list[dict[str, Any]], Any], None]) -> list[dict[str, Any]]:
+        """Delete the rows of ``table`` with these keys in one transaction (for replay).
+
+        Calls ``hook`` with the keys actually deleted and the connection before the
+        commit; returns those keys. Raises the driver's errors.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections. Never raises."""
         ...

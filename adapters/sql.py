@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -196,6 +197,29 @@ class SqlAdapter:
             batch = Batch(tuple(affected), len(rows), tuple(rows[-1][:width]))
             hook(batch, conn)
         return batch
+
+    def delete_keys(self, table: str, keys: list[dict[str, Any]],
+                    hook: Callable[[list[dict[str, Any]], Any], None]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        reflected = self.table(table)
+        names = list(keys[0])
+        cols = [reflected.c[n] for n in names]
+        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
+        values = [k[names[0]] for k in keys] if len(cols) == 1 else [
+            tuple(k[n] for n in names) for k in keys]
+        with writing(self.engine) as conn:
+            stmt = reflected.delete().where(target.in_(values))
+            if self.supports_returning:
+                rows = conn.execute(stmt.returning(*cols)).all()
+            else:
+                lock = select(*cols).where(target.in_(values))
+                rows = conn.execute(lock if self.dialect == "sqlite"
+                                    else lock.with_for_update()).all()
+                conn.execute(stmt)
+            gone = [dict(zip(names, row, strict=True)) for row in rows]
+            hook(gone, conn)
+        return gone
 
     def _timeouts(self, conn: Connection, plan: Plan) -> None:
         """Bound how long a batch waits for locks and runs (numbers, never policy text)."""

@@ -216,6 +216,48 @@ def status(policy: str, fmt: str) -> int:
     return EXIT_FAILED if stale or any("error" in r for r in data["rules"]) else EXIT_OK
 
 
+@cli.command("schedule")
+@POLICY
+@click.option("--format", "fmt", default="md", show_default=True,
+              type=click.Choice(["md", "html"]))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+def schedule_command(policy: str, fmt: str, output: str | None) -> int:
+    """The human-readable retention schedule (for the privacy statement)."""
+    from retention.statement import render_schedule
+
+    _out(render_schedule(_load(policy), fmt), output)
+    return EXIT_OK
+
+
+@cli.command()
+@POLICY
+@click.option("--since", required=True, help="Deletions recorded at or after this instant.")
+@click.option("--apply", "apply_", is_flag=True, help="Delete the restored rows (default: "
+              "only report them).")
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+def replay(policy: str, since: str, apply_: bool, fmt: str) -> int:
+    """Re-apply recorded deletions after a restore from backup."""
+    from retention.replay import replay as replay_deletions
+
+    loaded = _load(policy)
+    instant = iso(parse_instant(since, "--since"))
+    store = _existing_store(loaded)
+    try:
+        stop.install()
+        data = replay_deletions(loaded, store, instant, apply_, utcnow())
+    finally:
+        store.close()
+    if fmt == "json":
+        _out(render.to_json(data))
+    else:
+        rows = [[r["rule"], table, n, r["deleted"].get(table, 0), r["status"]]
+                for r in data["rules"] for table, n in r["restored"].items()]
+        verb = "Replayed" if apply_ else "Restored rows found (use --apply to delete them)"
+        _out(render.table(f"{verb}: deletions since {instant}",
+                          ("rule", "table", "restored", "deleted", "status"), rows))
+    return {"ok": EXIT_OK, "failed": EXIT_FAILED, "skipped": 4}[data["status"]]
+
+
 @cli.group()
 def hold() -> None:
     """Legal holds: records no run may touch while the hold lasts."""

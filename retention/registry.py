@@ -15,7 +15,7 @@ from retention.rules import Source
 
 GROUP = "retention.adapters"  # entry-point group third-party adapters register in
 _REQUIRED = ("reflect", "tables", "count", "sample_keys", "statements", "run_batch", "exists",
-             "read", "close")
+             "read", "delete_keys", "close")
 
 
 def adapter_class(name: str) -> Any:

@@ -204,6 +204,11 @@ class AuditStore:
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
             return None if row is None else dict(row._mapping)
 
+    def run_ids(self, policy: str) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(runs.c.run_id).where(runs.c.policy == policy))
+                       .scalars())
+
     def last_rule_runs(self, policy: str, rules: set[str] | None = None
                        ) -> dict[str, dict[str, Any]]:
         """Per rule, its part of the latest finished (non-dry) run of ``policy``.
