@@ -83,7 +83,8 @@ def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
     instant = parse_instant(as_of) if as_of else utcnow()
     selected = engine.select_rules(loaded, rules)
     with engine.Session(loaded) as session:
-        plans, failed = engine.compile_plans(session, selected, instant)
+        plans, failed = engine.compile_plans(session, selected, instant,
+                                             engine.held_keys(loaded, instant, None))
         for rule in selected:
             click.echo(f"-- rule {rule.name}: {rule.retain}")
             if rule.name in failed:

@@ -72,8 +72,13 @@ class AdapterError(RetentionError):
 
 
 class AuditError(RetentionError):
-    """The audit store cannot be opened or is in a state that forbids the operation."""
+    """The audit store cannot be opened or is in a state that forbids the operation.
 
-    def __init__(self, message: str) -> None:
+    A wrong URL is bad input (exit 2); a store that cannot be reached is a run-time
+    failure (exit 1).
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
         self.message = message
+        self.exit_code = exit_code
         super().__init__(message)

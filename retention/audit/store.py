@@ -38,6 +38,13 @@ VERIFY_CHUNK = 2000  # entries read per round trip while verifying
 CREATE_ATTEMPTS = 8  # tries to create the tables while other processes do the same
 
 
+def _unreachable(url: str, exc: Exception) -> AuditError:
+    cause = getattr(exc, "orig", None) or exc
+    bad_url = isinstance(exc, sa.exc.ArgumentError)
+    return AuditError(f"cannot open the audit store {url}: {type(cause).__name__}",
+                      exit_code=2 if bad_url else 1)
+
+
 def now_text() -> str:
     return iso(dt.datetime.now(dt.UTC))
 
@@ -75,9 +82,7 @@ class AuditStore:
             if create:
                 self._create()
         except sa.exc.SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
-            raise AuditError(f"cannot open the audit store {self.url}: "
-                             f"{type(cause).__name__}") from None
+            raise _unreachable(self.url, exc) from None
 
     def _create(self) -> None:
         """Create the tables; replicas starting together on a new store may race for it."""
@@ -112,9 +117,9 @@ class AuditStore:
             if not sa.inspect(store.engine).has_table(head.name):
                 store.close()
                 return None
-        except sa.exc.SQLAlchemyError:
+        except sa.exc.SQLAlchemyError as exc:
             store.close()
-            return None
+            raise _unreachable(store.url, exc) from None
         return store
 
     def shares_database_with(self, url: str) -> bool:
