@@ -649,3 +649,25 @@ def test_a_restarted_daemon_finishes_the_slot_an_interrupted_run_left(
     assert keys(postgres_url, "things") == set()
     assert sorted(r["key"]["id"] for r in audited(audit)) == list(range(1, total + 1))
     assert chain_ok(audit)
+
+
+def test_the_metrics_endpoint_serves_the_rules_counters(postgres_url: str,
+                                                         tmp_path: Path) -> None:
+    """--metrics-port serves Prometheus text with the rows deleted and the last success."""
+    import socket
+    import urllib.request
+
+    make_table(postgres_url, "things", due=7)
+    audit = sqlite_audit(tmp_path)
+    policy = write_policy(tmp_path, policy_text(postgres_url, audit, {
+        "r": {"table": "things", "schedule": "every 2 seconds"}}))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with running(policy, "--metrics-port", str(port)) as daemon:
+        daemon.wait_for("slot_ran", rule="r")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            body = resp.read().decode()
+        assert daemon.terminate()[0] == 0
+    assert 'retention_rows_deleted_total{policy="test",rule="r"} 7.0' in body
+    assert 'retention_last_success_timestamp_seconds{policy="test",rule="r"}' in body
