@@ -98,7 +98,8 @@ def test_a_row_locked_by_the_application_fails_the_rule_in_bounded_time(
         release = threading.Event()
         locked = threading.Event()
 
-        def hold_lock(app: sa.Engine = app) -> None:
+        def hold_lock(app: sa.Engine = app, locked: threading.Event = locked,
+                      release: threading.Event = release) -> None:
             with app.begin() as conn:
                 conn.execute(sa.text("SELECT id FROM notes WHERE id = 2 FOR UPDATE"))
                 locked.set()
