@@ -32,6 +32,15 @@ from retention.rules import Source
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
 
 
+def _match(table: Table, keys: list[dict[str, Any]]) -> tuple[list[str], list[Any], Any]:
+    """The key column names and columns of ``keys``, and ``key IN (keys)`` for them."""
+    names = list(keys[0])
+    cols = [table.c[n] for n in names]
+    if len(cols) == 1:
+        return names, cols, cols[0].in_([k[names[0]] for k in keys])
+    return names, cols, sa.tuple_(*cols).in_([tuple(k[n] for n in names) for k in keys])
+
+
 def _python_type(kind: Any) -> type | None:
     try:
         found = kind.python_type
@@ -140,14 +149,10 @@ class SqlAdapter:
         if not keys:
             return []
         reflected = self.table(table)
-        names = list(keys[0])
-        cols = [reflected.c[n] for n in names]
-        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
-        values = [k[names[0]] for k in keys] if len(cols) == 1 else [
-            tuple(k[n] for n in names) for k in keys]
+        _names, cols, match = _match(reflected, keys)
         with self.engine.connect() as conn:
             rows = conn.execute(select(*cols, *(reflected.c[c] for c in columns))
-                                .where(target.in_(values))).all()
+                                .where(match)).all()
         return [dict(row._mapping) for row in rows]
 
     def statements(self, plan: Plan) -> list[str]:
@@ -203,17 +208,13 @@ class SqlAdapter:
         if not keys:
             return []
         reflected = self.table(table)
-        names = list(keys[0])
-        cols = [reflected.c[n] for n in names]
-        target = cols[0] if len(cols) == 1 else sa.tuple_(*cols)
-        values = [k[names[0]] for k in keys] if len(cols) == 1 else [
-            tuple(k[n] for n in names) for k in keys]
+        names, cols, match = _match(reflected, keys)
         with writing(self.engine) as conn:
-            stmt = reflected.delete().where(target.in_(values))
+            stmt = reflected.delete().where(match)
             if self.supports_returning:
                 rows = conn.execute(stmt.returning(*cols)).all()
             else:
-                lock = select(*cols).where(target.in_(values))
+                lock = select(*cols).where(match)
                 rows = conn.execute(lock if self.dialect == "sqlite"
                                     else lock.with_for_update()).all()
                 conn.execute(stmt)

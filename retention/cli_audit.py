@@ -1,0 +1,105 @@
+"""``retention audit list|show|verify|export``: reading and checking the audit log."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from retention import render
+from retention.audit import export
+from retention.audit.store import iso
+from retention.cli_common import POLICY, existing_store, load, out
+from retention.errors import UsageError
+from retention.instants import parse_instant
+from retention.outcome import EXIT_FAILED, EXIT_OK
+
+
+@click.group()
+def audit() -> None:
+    """Read and check the audit log."""
+
+
+@audit.command("list")
+@POLICY
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+def audit_list(policy: str, limit: int, fmt: str) -> int:
+    """The latest runs."""
+    store = existing_store(load(policy))
+    try:
+        runs = store.runs(limit)
+    finally:
+        store.close()
+    if fmt == "json":
+        out(render.to_json(runs))
+        return EXIT_OK
+    columns = ("run_id", "mode", "as_of", "started_at", "status", "policy_version")
+    out(render.table("Runs", columns, [[r[c] for c in columns] for r in runs]))
+    return EXIT_OK
+
+
+@audit.command("show")
+@POLICY
+@click.argument("run_id")
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+def audit_show(policy: str, run_id: str, fmt: str) -> int:
+    """One run: its rules and the records it changed."""
+    store = existing_store(load(policy))
+    try:
+        found = store.run(run_id)
+        if found is None:
+            raise UsageError(f"no run {run_id!r} in the audit store {store.url}")
+        found["summary"] = json.loads(found["summary"] or "[]")
+        records = [export.record_json(r) for r in store.records(run_id=run_id)]
+    finally:
+        store.close()
+    if fmt == "json":
+        out(render.to_json({**found, "records": records}))
+        return EXIT_OK
+    rules = found["summary"]
+    text = render.table(f"Run {run_id} ({found['status']})",
+                        ("rule", "status", "deleted", "anonymized", "held", "cutoff"),
+                        [[r.get(c) for c in ("rule", "status", "deleted", "anonymized",
+                                             "held", "cutoff")] for r in rules])
+    text += render.table("Records", ("rule", "table", "key", "action", "event_at", "due_at"),
+                         [[r["rule"], r["table"], json.dumps(r["key"]), r["action"],
+                           r["event_at"], r["due_at"]] for r in records])
+    out(text)
+    return EXIT_OK
+
+
+@audit.command("verify")
+@POLICY
+def audit_verify(policy: str) -> int:
+    """Recheck the whole hash chain; name the first entry altered, removed or inserted."""
+    store = existing_store(load(policy))
+    try:
+        verdict = store.verify()
+    finally:
+        store.close()
+    out(str(verdict))
+    return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+@audit.command("export")
+@POLICY
+@click.option("--format", "fmt", default="jsonl", show_default=True,
+              type=click.Choice(["jsonl", "csv"]))
+@click.option("--since", help="Only records at or after this ISO-8601 instant.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -> int:
+    """One line per affected record."""
+    instant = iso(parse_instant(since, "--since")) if since else None
+    store = existing_store(load(policy))
+    try:
+        stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        try:
+            export.write(store.records(since=instant), fmt, stream)
+        finally:
+            if output:
+                stream.close()
+    finally:
+        store.close()
+    return EXIT_OK

@@ -1,0 +1,39 @@
+"""What the command-line modules share: the POLICY argument, loading, output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from retention.audit.store import AuditStore
+from retention.db import safe_url
+from retention.errors import UsageError
+from retention.policy import load_policy
+from retention.rules import Policy
+from retention.secrets import scrub
+
+POLICY = click.argument("policy", envvar="RETENTION_POLICY", type=click.Path(dir_okay=False))
+
+
+def load(path: str) -> Policy:
+    return load_policy(path)
+
+
+def existing_store(policy: Policy) -> AuditStore:
+    """The policy's audit store; a missing one is an error, not a new empty store."""
+    store = AuditStore.peek(policy.audit_url)
+    if store is None:
+        raise UsageError(f"no audit store at {safe_url(policy.audit_url)} (check 'audit: url' "
+                         "or RETENTION_AUDIT_URL)")
+    return store
+
+
+def out(text: str, output: str | None = None) -> None:
+    text = scrub(text)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+

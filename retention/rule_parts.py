@@ -1,0 +1,134 @@
+"""Reading the parts of a rule: ``where``, ``children``, ``action``, and ``ignore``.
+
+Each reader adds problems to the :class:`Collector` instead of raising, so that
+every mistake in a file is reported in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from retention.errors import Problem
+from retention.rules import (
+    DEFAULT_HASH_KEY_ENV,
+    Action,
+    Child,
+    ColumnAction,
+    Filter,
+    Op,
+    Source,
+    Strategy,
+)
+
+
+class Collector:
+    def __init__(self, path: str, env: Mapping[str, str]) -> None:
+        self.path = path
+        self.env = env  # where ${VAR} and the hash keys are looked up
+        self.problems: list[Problem] = []
+
+    def add(self, line: int | None, rule: str | None, message: str) -> None:
+        self.problems.append(Problem(self.path, line, rule, message))
+
+
+def filters(tree: Any, line: int, rule: str, out: Collector) -> tuple[Filter, ...]:
+    if tree is None:
+        return ()
+    if not isinstance(tree, dict):
+        out.add(line, rule, "'where' must map columns to values")
+        return ()
+    found: list[Filter] = []
+    for column, value in tree.items():
+        if value is None:
+            found.append(Filter(column, Op.IS_NULL))
+        elif isinstance(value, dict):
+            if set(value) == {"not"} and value["not"] is None:
+                found.append(Filter(column, Op.NOT_NULL))
+            else:
+                out.add(line, rule, f"where {column!r}: only {{not: null}} is understood")
+        elif isinstance(value, list):
+            if not value or any(isinstance(v, dict | list) or v is None for v in value):
+                out.add(line, rule, f"where {column!r}: a list needs plain values")
+            else:
+                found.append(Filter(column, Op.IN, tuple(value)))
+        else:
+            found.append(Filter(column, Op.EQ, (value,)))
+    return tuple(found)
+
+
+def children(tree: Any, line: int, rule: str, out: Collector) -> tuple[Child, ...]:
+    if tree is None:
+        return ()
+    if not isinstance(tree, list):
+        out.add(line, rule, "'children' must be a list of {table, key}")
+        return ()
+    found: list[Child] = []
+    for item in tree:
+        if not isinstance(item, dict) or set(item) != {"table", "key"}:
+            out.add(line, rule, "each child needs exactly 'table' and 'key'")
+            continue
+        found.append(Child(str(item["table"]), str(item["key"])))
+    return tuple(found)
+
+
+def action(tree: Any, line: int, rule: str, out: Collector) -> Action:
+    if tree == "delete":
+        return Action()
+    if not isinstance(tree, dict) or set(tree) != {"anonymize"} or not isinstance(
+        tree["anonymize"], dict
+    ) or not tree["anonymize"]:
+        out.add(line, rule, "'action' must be 'delete' or {anonymize: {column: strategy}}")
+        return Action()
+    columns: list[ColumnAction] = []
+    for column, spec in tree["anonymize"].items():
+        parsed = _strategy(str(column), spec)
+        if isinstance(parsed, str):
+            out.add(line, rule, parsed)
+            continue
+        if parsed.key_env is not None and not out.env.get(parsed.key_env):
+            out.add(line, rule, f"environment variable {parsed.key_env} (the hash key) is not set")
+        columns.append(parsed)
+    return Action(tuple(columns))
+
+
+def _strategy(column: str, spec: Any) -> ColumnAction | str:
+    names = ", ".join(s.value for s in Strategy)
+    if spec is None or spec == "null":
+        return ColumnAction(column, Strategy.NULL)
+    if isinstance(spec, str):
+        if spec == "hash":
+            return ColumnAction(column, Strategy.HASH, key_env=DEFAULT_HASH_KEY_ENV)
+        if spec in (Strategy.REDACT, Strategy.TRUNCATE_IP):
+            return ColumnAction(column, Strategy(spec))
+        return f"anonymize {column!r}: unknown strategy {spec!r} (use {names})"
+    if isinstance(spec, dict) and len(spec) == 1:
+        (key, value), = spec.items()
+        if key == "fixed":
+            return ColumnAction(column, Strategy.FIXED, value=value)
+        if key == "hash" and isinstance(value, str):
+            return ColumnAction(column, Strategy.HASH, key_env=value)
+    return f"anonymize {column!r}: cannot read strategy {spec!r} (use {names})"
+
+
+def ignore(
+    tree: Any, line: int, sources: Mapping[str, Source], out: Collector
+) -> tuple[tuple[str, str], ...]:
+    if tree is None:
+        return ()
+    if not isinstance(tree, list):
+        out.add(line, None, "'ignore' must be a list of {source, table} or 'source.table'")
+        return ()
+    found: list[tuple[str, str]] = []
+    for item in tree:
+        if isinstance(item, str) and "." in item:
+            src, table = item.split(".", 1)
+        elif isinstance(item, dict) and set(item) == {"source", "table"}:
+            src, table = str(item["source"]), str(item["table"])
+        else:
+            out.add(line, None, f"cannot read ignore entry {item!r}")
+            continue
+        if src not in sources:
+            out.add(line, None, f"ignore: unknown source {src!r}")
+        found.append((src, table))
+    return tuple(found)
