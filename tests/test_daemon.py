@@ -422,8 +422,11 @@ def test_two_daemons_never_run_a_rule_twice_at_once_and_run_each_slot_once(
 
     ran = [e for e in events if e.get("event") == "slot_ran"]
     claimed = slots_of(audit)
-    assert len(ran) == len(claimed)
-    assert {(e["rule"], e["slot"]) for e in ran} == {(s["rule"], s["slot"]) for s in claimed}
+    # A run cut short by the final SIGTERM gives its slot back (a restart runs it again).
+    finished = [e for e in ran if e["status"] != "interrupted"]
+    assert len(finished) == len(claimed)
+    assert {(e["rule"], e["slot"]) for e in finished} == {
+        (s["rule"], s["slot"]) for s in claimed}
     assert len({(e["rule"], e["slot"]) for e in ran}) == len(ran)
     assert {s["daemon_id"] for s in claimed} <= {e["daemon_id"] for e in ran}
     assert any(e.get("event") == "slot_already_ran" for e in events)
