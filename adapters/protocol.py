@@ -29,10 +29,6 @@ class Batch:
     scanned: int  # rows selected; fewer than the batch size means the scan is done
     last_key: tuple[Any, ...] | None
 
-    @property
-    def parents(self) -> int:
-        return sum(1 for r in self.rows if r.table == self.rows[0].table) if self.rows else 0
-
 
 @dataclass(frozen=True, slots=True)
 class DueCount:
