@@ -63,6 +63,7 @@ class SqlAdapter:
         self.dialect = self.engine.dialect.name
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
+        self._foreign_keys: list[tuple[str, Any]] | None = None
 
     @property
     def supports_returning(self) -> bool:
@@ -90,16 +91,24 @@ class SqlAdapter:
     def tables(self) -> list[str]:
         return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))
 
-    def foreign_keys_to(self, table: str) -> list[tuple[str, list[str], str | None]]:
-        """(child table, its columns, ON DELETE action) for every foreign key into ``table``."""
-        inspector = sa.inspect(self.engine)
-        found = []
-        for name in inspector.get_table_names(schema=self.schema):
-            for fk in inspector.get_foreign_keys(name, schema=self.schema):
-                if fk["referred_table"] == table:
-                    ondelete = (fk.get("options") or {}).get("ondelete")
-                    found.append((name, list(fk["constrained_columns"]), ondelete))
-        return found
+    def cascades_to(self, table: str) -> list[str]:
+        """Tables a delete from ``table`` changes by itself (ON DELETE CASCADE / SET NULL).
+
+        SQLite enforces foreign keys only when a connection asks for it, and ours
+        do not, so it has none.
+        """
+        if self.dialect == "sqlite":
+            return []
+        if self._foreign_keys is None:
+            inspector = sa.inspect(self.engine)
+            self._foreign_keys = [
+                (name, fk) for name in inspector.get_table_names(schema=self.schema)
+                for fk in inspector.get_foreign_keys(name, schema=self.schema)]
+        return sorted({
+            name for name, fk in self._foreign_keys
+            if fk["referred_table"] == table and str(
+                (fk.get("options") or {}).get("ondelete") or "").upper() in ("CASCADE",
+                                                                            "SET NULL")})
 
     def _temporal(self, kind: Any) -> str | None:
         if isinstance(kind, sa.DateTime):

@@ -86,6 +86,18 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
             problem("action", f"cannot anonymize {action.column!r}: it is part of the key")
         elif action.column == rule.event_column:
             problem("action", f"cannot anonymize {action.column!r}: it is the event column")
+    cascades = getattr(adapter, "cascades_to", None)
+    if not rule.action.columns and cascades is not None:
+        declared = {c.table for c in rule.children}
+        for child in cascades(rule.table):
+            if child not in declared:
+                problem("children", f"table {child!r} references {rule.table!r} with ON DELETE "
+                        "CASCADE or SET NULL: declare it under 'children' so its rows are "
+                        "removed and audited with their parent")
+        for child in declared:
+            for grandchild in cascades(child):
+                problem("children", f"table {grandchild!r} references child table {child!r} "
+                        "with ON DELETE CASCADE or SET NULL: its rows would change unaudited")
     if rule.children and len(info.primary_key) != 1:
         problem("children", "children need a parent with a single-column primary key")
     if rule.children and rule.action.columns:
