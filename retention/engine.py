@@ -104,18 +104,22 @@ def compile_plans(
     return plans, failed
 
 
-def held_keys(policy: Policy, as_of: dt.datetime, store: AuditStore | None) -> HeldKeys:
-    """A lookup of each rule's keys under an active legal hold at ``as_of``."""
+def read_holds(policy: Policy, store: AuditStore | None) -> list[holds.Hold]:
+    """The policy's holds, from ``store`` or from its audit store if that exists already."""
+    if store is not None:
+        return holds.list_holds(store, policy.name)
+    peeked = AuditStore.peek(policy.audit_url)
+    if peeked is None:
+        return []
+    try:
+        return holds.list_holds(peeked, policy.name)
+    finally:
+        peeked.close()
+
+
+def held_on(policy: Policy, found: list[holds.Hold], as_of: dt.datetime) -> HeldKeys:
+    """A lookup of each rule's keys under one of ``found`` that is active at ``as_of``."""
     day = calendar.local_date(as_of, calendar.zone(policy.timezone))
-    peeked = None if store is not None else AuditStore.peek(policy.audit_url)
-    source = store or peeked
-    found: list[holds.Hold] = []
-    if source is not None:
-        try:
-            found = holds.list_holds(source, policy.name)
-        finally:
-            if peeked is not None:
-                peeked.close()
 
     def lookup(rule: Rule, primary_key: tuple[str, ...]) -> tuple[tuple[Any, ...], ...]:
         return tuple(tuple(h.key[c] for c in primary_key) for h in found
@@ -123,6 +127,11 @@ def held_keys(policy: Policy, as_of: dt.datetime, store: AuditStore | None) -> H
                      and set(h.key) == set(primary_key))
 
     return lookup
+
+
+def held_keys(policy: Policy, as_of: dt.datetime, store: AuditStore | None) -> HeldKeys:
+    """A lookup of each rule's keys under an active legal hold at ``as_of``."""
+    return held_on(policy, read_holds(policy, store), as_of)
 
 
 def run(
@@ -135,12 +144,11 @@ def run(
     outcome = RunOutcome(run_id, policy.name, as_of, dry_run)
     bound = log.bind(run_id=run_id, policy=policy.name)
     with Session(policy) as session:
-        compile_plans(session, rules, as_of)  # bad input stops here, before any write
+        # Bad input stops here, before anything is written (the store is only peeked at).
+        plans, failed = compile_plans(session, rules, as_of, held_keys(policy, as_of, audit))
         own_audit = audit is None and not dry_run
         store = audit or (None if dry_run else AuditStore(policy.audit_url))
         try:
-            plans, failed = compile_plans(session, rules, as_of,
-                                          held_keys(policy, as_of, store))
             if store is not None:
                 store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256,
                                         "dry-run" if dry_run else "run", as_of))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from retention.engine import Session, compile_plans, held_keys, select_rules
+from retention.engine import Session, compile_plans, held_on, read_holds, select_rules
 from retention.rules import Policy
 
 HORIZONS = (7, 30, 90)  # days ahead for the due_next_Nd counts
@@ -22,7 +22,8 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
     out: dict[str, Any] = {"policy": policy.name, "version": policy.version,
                            "timezone": policy.timezone, "as_of": as_of.isoformat(), "rules": []}
     with Session(policy) as session:
-        plans, failed = compile_plans(session, rules, as_of, held_keys(policy, as_of, None))
+        found = read_holds(policy, None)  # once: each horizon only asks another day
+        plans, failed = compile_plans(session, rules, as_of, held_on(policy, found, as_of))
         for rule in rules:
             entry: dict[str, Any] = {"rule": rule.name, "action": rule.action.name,
                                      "retain": str(rule.retain),
@@ -41,12 +42,10 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
                 else count.oldest_due_event.isoformat(),
                 children=count.children,
             )
-            later_plans = {}
             for days in HORIZONS:
                 later_at = as_of + dt.timedelta(days=days)
                 later, _ = compile_plans(session, (rule,), later_at,
-                                         held_keys(policy, later_at, None))
-                later_plans[days] = later[rule.name]
+                                         held_on(policy, found, later_at))
                 entry[f"due_next_{days}d"] = adapter.count(later[rule.name]).due - count.due
             entry["samples"] = adapter.sample_keys(plan, samples) if samples else []
             out["rules"].append(entry)
