@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 
 from retention.audit.store import AuditStore
 from retention.db import create_engine
+from retention.policy import load_policy
+from retention.rules import Policy
 
 
 def write_policy(tmp_path: Path, body: str, name: str = "policy.yaml") -> Path:
@@ -56,3 +59,34 @@ def audited(audit_url: str, table: str | None = None) -> list[dict[str, Any]]:
 
 def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=dt.UTC)  # type: ignore[misc]
+
+
+def orders_with_lines(url: str, tmp_path: Path, done_at: list[dt.datetime],
+                      batch_size: int) -> Policy:
+    """Orders (one per ``done_at``) with two lines each, and a policy deleting orders kept
+    '1 year after done_at' with their lines (audit store in ``tmp_path``)."""
+    from sqlalchemy.dialects import mysql
+
+    ts = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    meta = sa.MetaData()
+    orders = sa.Table("orders", meta,
+                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                      sa.Column("done_at", ts))
+    lines = sa.Table("lines", meta,
+                     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                     sa.Column("order_id", sa.Integer))
+    eng = sa.create_engine(url)
+    meta.create_all(eng)
+    with eng.begin() as conn:
+        conn.execute(orders.insert(), [{"id": i, "done_at": at}
+                                       for i, at in enumerate(done_at, start=1)])
+        conn.execute(lines.insert(), [{"id": i, "order_id": (i + 1) // 2}
+                                      for i in range(1, 2 * len(done_at) + 1)])
+    eng.dispose()
+    os.environ["ORDERS_TEST_URL"] = url
+    return load_policy(write_policy(tmp_path, (
+        "policy: orders\nsources:\n  db: {adapter: sql, url: '${ORDERS_TEST_URL}'}\n"
+        f"audit: {{url: 'sqlite:///{tmp_path}/audit.db'}}\n"
+        "rules:\n  orders:\n    table: orders\n    retain: 1 year after done_at\n"
+        f"    max_fraction: 1.0\n    batch_size: {batch_size}\n"
+        "    children:\n      - {table: lines, key: order_id}\n")))

@@ -9,41 +9,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from retention import engine, holds
 from retention.audit.store import AuditStore
 from retention.errors import UsageError
-from retention.policy import load_policy
 from retention.rules import Policy
-from tests.support import audited, keys, write_policy
+from tests.support import audited, keys, orders_with_lines
 
-TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 
 
 def _setup(url: str, tmp_path: Path) -> Policy:
-    meta = sa.MetaData()
-    orders = sa.Table("orders", meta,
-                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                      sa.Column("done_at", TS))
-    lines = sa.Table("lines", meta,
-                     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                     sa.Column("order_id", sa.Integer))
-    eng = sa.create_engine(url)
-    meta.create_all(eng)
-    with eng.begin() as conn:
-        conn.execute(orders.insert(), [{"id": i, "done_at": dt.datetime(2015, 1, i)}
-                                       for i in range(1, 7)])
-        conn.execute(lines.insert(), [{"id": i, "order_id": (i + 1) // 2} for i in range(1, 13)])
-    eng.dispose()
-    os.environ["HOLD_TEST_URL"] = url
-    return load_policy(write_policy(tmp_path, (
-        "policy: holds\nsources:\n  db: {adapter: sql, url: '${HOLD_TEST_URL}'}\n"
-        f"audit: {{url: 'sqlite:///{tmp_path}/audit.db'}}\n"
-        "rules:\n  orders:\n    table: orders\n    retain: 1 year after done_at\n"
-        "    max_fraction: 1.0\n    batch_size: 2\n"
-        "    children:\n      - {table: lines, key: order_id}\n")))
+    return orders_with_lines(url, tmp_path, [dt.datetime(2015, 1, i) for i in range(1, 7)], 2)
 
 
 def test_held_records_and_their_children_are_kept_and_counted(db_url: str,
@@ -51,7 +28,7 @@ def test_held_records_and_their_children_are_kept_and_counted(db_url: str,
     """A run deletes every due order but the held one, whose lines stay too."""
     policy = _setup(db_url, tmp_path)
     store = AuditStore(policy.audit_url)
-    holds.add(store, "holds", "orders", {"id": 3}, "litigation", by="dpo")
+    holds.add(store, "orders", "orders", {"id": 3}, "litigation", by="dpo")
     store.close()
 
     outcome = engine.run(policy, AS_OF)
@@ -67,10 +44,10 @@ def test_a_released_hold_lets_the_next_run_delete(sqlite_url: str, tmp_path: Pat
     """After release the record follows its rule again; both events are chained entries."""
     policy = _setup(sqlite_url, tmp_path)
     store = AuditStore(policy.audit_url)
-    placed = holds.add(store, "holds", "orders", {"id": 2}, "audit", by="dpo")
+    placed = holds.add(store, "orders", "orders", {"id": 2}, "audit", by="dpo")
     engine.run(policy, AS_OF)
     assert keys(sqlite_url, "orders") == {2}
-    holds.release(store, "holds", placed.hold_id, by="dpo")
+    holds.release(store, "orders", placed.hold_id, by="dpo")
 
     engine.run(policy, AS_OF)
 
@@ -87,7 +64,7 @@ def test_a_hold_ends_after_its_last_day(sqlite_url: str, tmp_path: Path) -> None
     """A hold with an end date protects the record through that date only."""
     policy = _setup(sqlite_url, tmp_path)
     store = AuditStore(policy.audit_url)
-    holds.add(store, "holds", "orders", {"id": 1}, "audit", by="dpo",
+    holds.add(store, "orders", "orders", {"id": 1}, "audit", by="dpo",
               until=dt.date(2026, 2, 28))
     store.close()
     engine.run(policy, AS_OF)

@@ -4,47 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from retention import engine, holds
 from retention.audit.store import AuditStore
-from retention.policy import load_policy
 from retention.replay import replay
 from retention.rules import Policy
-from tests.support import audited, keys, snapshot, table_rows, write_policy
+from tests.support import audited, keys, orders_with_lines, snapshot, table_rows
 
-TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 SINCE = "2000-01-01T00:00:00.000000+00:00"
 
 
 def _setup(url: str, tmp_path: Path) -> Policy:
-    meta = sa.MetaData()
-    orders = sa.Table("orders", meta,
-                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                      sa.Column("done_at", TS))
-    lines = sa.Table("lines", meta,
-                     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                     sa.Column("order_id", sa.Integer))
-    eng = sa.create_engine(url)
-    meta.create_all(eng)
-    with eng.begin() as conn:
-        conn.execute(orders.insert(), [{"id": i, "done_at": dt.datetime(2015 + i // 4, 1, 1)}
-                                       for i in range(1, 11)])
-        conn.execute(lines.insert(), [{"id": i, "order_id": (i + 1) // 2}
-                                      for i in range(1, 21)])
-    eng.dispose()
-    os.environ["REPLAY_TEST_URL"] = url
-    return load_policy(write_policy(tmp_path, (
-        "policy: replay\nsources:\n  db: {adapter: sql, url: '${REPLAY_TEST_URL}'}\n"
-        f"audit: {{url: 'sqlite:///{tmp_path}/audit.db'}}\n"
-        "rules:\n  orders:\n    table: orders\n    retain: 1 year after done_at\n"
-        "    max_fraction: 1.0\n    batch_size: 3\n"
-        "    children:\n      - {table: lines, key: order_id}\n")))
+    return orders_with_lines(
+        url, tmp_path, [dt.datetime(2015 + i // 4, 1, 1) for i in range(1, 11)], 3)
 
 
 def _restore(url: str, backup: dict[str, list[dict[str, object]]]) -> None:
@@ -75,7 +51,7 @@ def test_replay_deletes_restored_rows_again_except_held_ones(db_url: str,
     assert keys(db_url, "orders") == set(range(1, 11))
     store = AuditStore(policy.audit_url)
     held = min(gone)
-    holds.add(store, "replay", "orders", {"id": held}, "restored for a court case", by="dpo")
+    holds.add(store, "orders", "orders", {"id": held}, "restored for a court case", by="dpo")
     before = snapshot(db_url)
 
     looked = replay(policy, store, SINCE, apply=False, as_of=AS_OF)
