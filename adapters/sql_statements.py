@@ -49,6 +49,10 @@ def _filter(table: Table, f: Filter) -> ColumnElement[bool]:
         return col.is_not(None)
     if f.op is Op.EQ:
         return col == bindparam(None, f.values[0], type_=col.type)
+    if f.op is Op.NOT_EQ:
+        return or_(col.is_(None), col != bindparam(None, f.values[0], type_=col.type))
+    if f.op is Op.NOT_IN:
+        return or_(col.is_(None), col.not_in(list(f.values)))
     return col.in_(list(f.values))
 
 
