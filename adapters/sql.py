@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from retention.adapters import anonymize
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import AffectedRow, Batch, BatchHook, DueCount
@@ -28,6 +29,8 @@ from sqlalchemy.exc import NoSuchTableError
 from retention.db import create_engine, safe_url, writing
 from retention.plan import ColumnInfo, Plan, TableInfo
 from retention.rules import Source
+
+log = structlog.get_logger("retention.adapters.sql")
 
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
 
@@ -145,7 +148,7 @@ class SqlAdapter:
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:
         table = self.table(plan.table)
         pk = [table.c[n] for n in plan.primary_key]
-        stmt = select(*pk).where(q.due(table, plan, self.dialect), q.pending(table, plan))
+        stmt = select(*pk).where(q.due(table, plan, self.dialect))
         with self.engine.connect() as conn:
             rows = conn.execute(stmt.order_by(*pk).limit(limit)).all()
         return [dict(zip(plan.primary_key, row, strict=True)) for row in rows]
@@ -298,12 +301,20 @@ class SqlAdapter:
     ) -> list[AffectedRow]:
         affected: list[AffectedRow] = []
         updates: list[dict[str, Any]] = []
+        not_null = [not table.c[a.column].nullable for a in plan.action.columns]
         for row in rows:
             old = row[width + 1:]
-            new = [anonymize.apply(a, v) for a, v in zip(plan.action.columns, old, strict=True)]
-            if all(anonymize.same(o, n) for o, n in zip(old, new, strict=True)):
-                continue
+            new = [anonymize.apply(a, v, nn)
+                   for a, v, nn in zip(plan.action.columns, old, not_null, strict=True)]
             key = tuple(row[:width])
+            if all(anonymize.same(o, n) for o, n in zip(old, new, strict=True)):
+                # The pending predicate selected it, so SQL and the strategies disagree
+                # on what is anonymized: a bug. Say so (the row stays due) instead of
+                # writing the same value or failing the whole rule.
+                log.warning("row_not_changed", table=plan.table,
+                            key=dict(zip(plan.primary_key, key, strict=True)),
+                            columns=[a.column for a in plan.action.columns])
+                continue
             params = {f"k_{n}": v for n, v in zip(plan.primary_key, key, strict=True)}
             params.update({f"v_{a.column}": v for a, v in zip(plan.action.columns, new,
                                                                 strict=True)})
