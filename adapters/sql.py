@@ -52,6 +52,12 @@ def _python_type(kind: Any) -> type | None:
     return found if isinstance(found, type) else None
 
 
+def _length(kind: Any) -> int | None:
+    """The declared maximum length of a character column (``VARCHAR(45)``), else None."""
+    length = getattr(kind, "length", None) if isinstance(kind, sa.String) else None
+    return length if isinstance(length, int) else None
+
+
 class SqlAdapter:
     """Adapter for every database SQLAlchemy reaches (``adapter: sql``, option ``url``)."""
 
@@ -87,7 +93,7 @@ class SqlAdapter:
             return None
         columns = {c.name: ColumnInfo(c.name, str(c.type), self._temporal(c.type),
                                       bool(c.nullable), isinstance(c.type, sa.String),
-                                      _python_type(c.type))
+                                      _python_type(c.type), length=_length(c.type))
                    for c in reflected.columns}
         return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
 

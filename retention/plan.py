@@ -34,6 +34,7 @@ class ColumnInfo:
     nullable: bool = True
     text: bool = False  # a character column (LIKE and LENGTH apply)
     python_type: type | None = None  # int for integer columns, str for text, ...
+    length: int | None = None  # declared maximum length of a character column
 
 
 @dataclass(frozen=True, slots=True)

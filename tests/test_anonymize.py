@@ -30,6 +30,7 @@ from retention.plan import EventType, Plan
 from retention.policy import load_policy
 from retention.rules import REDACTED, Action, ColumnAction, Strategy
 from tests.support import audited, snapshot, table_rows, utc, write_policy
+from tests.test_bad_input import Problem, Target
 
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 AS_OF = utc(2026, 3, 1, 12, 0)
@@ -370,3 +371,60 @@ def test_plan_shows_the_pending_predicate(sqlite_url: str, tmp_path: Path,
         shown = session.adapter("db").statements(plans["users"])[0]
     assert "users.email NOT REGEXP" in shown
     assert "[0-9a-f]{64}" in shown
+
+
+# -- bad input: actions that cannot fit their column -----------------------------------
+
+
+def _comments(url: str) -> None:
+    meta = sa.MetaData()
+    table = sa.Table("comments", meta,
+                     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                     sa.Column("at", TS),
+                     sa.Column("ip", sa.String(100), nullable=False, server_default=""),
+                     sa.Column("code", sa.String(8)), sa.Column("votes", sa.Integer),
+                     sa.Column("body", sa.Text))
+    _create(url, table, [{"id": 1, "at": OLD, "ip": "203.0.113.7", "code": "x", "votes": 3,
+                          "body": "hello"}])
+
+
+def _rule(name: str, action: str) -> str:
+    return (f"  {name}:\n    source: db\n    table: comments\n    retain: 1 day after at\n"
+            f"    action: {action}\n")
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_null_on_a_not_null_column_is_bad_input(db_url: str, tmp_path: Path,
+                                                command: str) -> None:
+    """`ip: null` on a NOT NULL column: exit 2, one line naming file, line, rule and column,
+    nothing changed."""
+    _comments(db_url)
+    target = Target(db_url, tmp_path)
+    text = target.policy(_rule("ips", "{anonymize: {ip: null}}"))
+    target.assert_rejected(text, [Problem("{ip: null}", "ips", ("'ip'", "NOT NULL"))], command)
+
+
+def test_actions_that_do_not_fit_their_column_are_bad_input(sqlite_url: str,
+                                                            tmp_path: Path) -> None:
+    """hash or redact on a too short column, text strategies on a number column, a fixed
+    value of the wrong type or too long: one line each."""
+    _comments(sqlite_url)
+    target = Target(sqlite_url, tmp_path)
+    rules = (_rule("a", "{anonymize: {code: hash}}")
+             + _rule("b", "{anonymize: {code: redact}}")
+             + _rule("c", "{anonymize: {votes: truncate_ip}}")
+             + _rule("d", "{anonymize: {votes: {fixed: none}}}")
+             + _rule("e", "{anonymize: {code: {fixed: 7}}}")
+             + _rule("f", "{anonymize: {code: {fixed: much-too-long}}}")
+             + _rule("g", "{anonymize: {ip: {fixed: null}}}")
+             + _rule("h", "{anonymize: {body: hash, ip: truncate_ip, votes: {fixed: 0}}}"))
+    text = target.policy(rules)
+    target.assert_rejected(text, [
+        Problem("{code: hash}", "a", ("'code'", "64")),
+        Problem("{code: redact}", "b", ("'code'", str(len(REDACTED)))),
+        Problem("{votes: truncate_ip}", "c", ("'votes'", "text")),
+        Problem("{votes: {fixed: none}}", "d", ("'votes'", "'none'")),
+        Problem("{code: {fixed: 7}}", "e", ("'code'", "7")),
+        Problem("much-too-long", "f", ("'code'", "8")),
+        Problem("{ip: {fixed: null}}", "g", ("'ip'", "NOT NULL")),
+    ], "validate", env={"BAD_INPUT_URL": sqlite_url, "RETENTION_HASH_KEY": "k"})
