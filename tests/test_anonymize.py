@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from retention.adapters import anonymize
 from retention.adapters import sql_statements as q
 from sqlalchemy.dialects import mysql, postgresql
+from structlog.testing import capture_logs
 
 from retention import engine, report, status
 from retention.outcome import Status
@@ -358,6 +359,25 @@ def test_a_not_null_address_column_like_wordpress_gets_empty_text_for_junk(
         "", "", "203.0.113.0", "2001:db8:1::", "198.51.100.0", "10.0.0.0", "2001:db8:1::"]
     assert (second.exit_code, second.rules[0].due, second.rules[0].anonymized) == (0, 0, 0)
     assert snapshot(db_url) == after_first
+
+
+def test_a_selected_row_the_strategy_would_leave_alone_is_logged_not_skipped_silently(
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If SQL and the strategies ever disagree, the row stays due and a warning names it."""
+    from retention.adapters import sql as sql_adapter
+
+    monkeypatch.setenv("TEST_HASH_KEY", "k3y")
+    monkeypatch.setattr(sql_adapter.anonymize, "apply", lambda action, value, nn=False: value)
+    _users(sqlite_url, old=2, new=0)
+    policy = _policy(tmp_path, sqlite_url, HASH_RULE)
+    before = snapshot(sqlite_url)
+
+    with capture_logs() as logs:
+        outcome = engine.run(policy, AS_OF)
+
+    assert (outcome.rules[0].due, outcome.rules[0].anonymized) == (2, 0)
+    assert [e["key"] for e in logs if e["event"] == "row_not_changed"] == [{"id": 1}, {"id": 2}]
+    assert snapshot(sqlite_url) == before
 
 
 def test_plan_shows_the_pending_predicate(sqlite_url: str, tmp_path: Path,
