@@ -30,6 +30,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.postgresql import CIDR, INET
 
 from retention.plan import Plan
@@ -142,12 +143,12 @@ def _pending(col: Column[Any], action: ColumnAction, text: bool, dialect: str
 
 def _differs(col: Column[Any], value: Any, text: bool, dialect: str) -> ColumnElement[bool]:
     """``col <> value``, for text exactly: MySQL and MariaDB compare by collation (case,
-    accents) and ignore trailing spaces, so there the binary collation and the length
-    decide."""
+    accents) and ignore trailing spaces, so there the binary collation (of the value in
+    utf8mb4, whatever the connection's character set) and the length decide."""
     bound = bindparam(None, value, type_=String() if text else col.type)
     if text and dialect in ("mysql", "mariadb"):
-        return or_(col != collate(bound, "utf8mb4_bin"),
-                   func.char_length(col) != func.char_length(bound))
+        exact = collate(cast(bound, mysql.CHAR(charset="utf8mb4")), "utf8mb4_bin")
+        return or_(col != exact, func.char_length(col) != func.char_length(bound))
     return col != bound
 
 
