@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from retention.plan import Plan, TableInfo
@@ -39,6 +39,9 @@ class DueCount:
     total: int
     oldest_due_event: dt.datetime | None
     children: dict[str, int]
+    # rows that would be due but are kept because a table the rule does not declare
+    # references them, per referencing table (every such table, 0 included)
+    blocked: dict[str, int] = field(default_factory=dict)
 
 
 # Called inside the batch's transaction, after the changes and before the commit,
