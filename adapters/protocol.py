@@ -61,6 +61,16 @@ class Adapter(Protocol):
         rows first and deletes exactly those.
     ``url``
         The address of the store with any password hidden, for logs and reports.
+
+    Optional methods, used by validation when an adapter has them:
+
+    ``foreign_keys_into(table) -> list[ForeignKeyInfo]``
+        Every declared foreign key that references ``table``. A delete rule keeps
+        the rows that undeclared ones reference (``Plan.references``) and counts
+        them in ``DueCount.blocked``. Raises like ``reflect``.
+    ``cascades_to(table) -> list[str]``
+        Tables whose rows a delete from ``table`` changes by itself (ON DELETE
+        CASCADE / SET NULL); they must be declared as children.
     """
 
     name: str
