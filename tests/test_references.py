@@ -24,7 +24,14 @@ from retention.adapters.sql import SqlAdapter
 from retention import engine
 from retention import report as report_module
 from retention.outcome import Status
-from retention.plan import ForeignKeyInfo, Reference, blocking_references, make_plan
+from retention.plan import (
+    ColumnInfo,
+    ForeignKeyInfo,
+    Reference,
+    TableInfo,
+    blocking_references,
+    make_plan,
+)
 from retention.policy import load_policy
 from retention.rules import Policy
 from tests.support import audited, keys, snapshot, table_rows, utc, write_policy
@@ -271,8 +278,7 @@ def test_only_foreign_keys_the_rule_does_not_declare_become_references(tmp_path:
 
 
 def test_a_plan_carries_its_references_and_shows_them(tmp_path: Path) -> None:
-    from retention.plan import ColumnInfo, TableInfo
-
+    """make_plan turns the foreign keys it is given into Plan.references; describe says so."""
     policy = _policy(tmp_path, "sqlite://", USERS_RULE)
     columns = {"id": ColumnInfo("id", "INTEGER", None),
                "closed_at": ColumnInfo("closed_at", "TIMESTAMP", "naive")}
