@@ -27,7 +27,7 @@ from sqlalchemy import Connection, MetaData, Table, select
 from sqlalchemy.exc import NoSuchTableError
 
 from retention.db import create_engine, safe_url, writing
-from retention.plan import ColumnInfo, Plan, TableInfo
+from retention.plan import ColumnInfo, ForeignKeyInfo, Plan, TableInfo
 from retention.rules import Source
 
 log = structlog.get_logger("retention.adapters.sql")
@@ -72,7 +72,7 @@ class SqlAdapter:
         self.dialect = self.engine.dialect.name
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
-        self._foreign_keys: list[tuple[str, Any]] | None = None
+        self._foreign_keys: list[ForeignKeyInfo] | None = None
 
     @property
     def supports_returning(self) -> bool:
@@ -100,24 +100,33 @@ class SqlAdapter:
     def tables(self) -> list[str]:
         return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))
 
+    def foreign_keys_into(self, table: str) -> list[ForeignKeyInfo]:
+        """Every declared foreign key of the source's tables that references ``table``.
+
+        SQLite too: our connections do not enforce foreign keys there, but the
+        applications that own the data (Django, for one) do, so a declared key
+        counts on every database and a delete never orphans a row the application
+        considers referenced. Reflected once per adapter.
+        """
+        if self._foreign_keys is None:
+            found = sa.inspect(self.engine).get_multi_foreign_keys(schema=self.schema)
+            self._foreign_keys = [
+                ForeignKeyInfo(name, tuple(fk["constrained_columns"]), fk["referred_table"],
+                               tuple(fk["referred_columns"]),
+                               str((fk.get("options") or {}).get("ondelete") or "").upper()
+                               or None)
+                for (_schema, name), fks in sorted(found.items(), key=lambda item: item[0][1])
+                for fk in fks if fk.get("referred_schema") in (None, self.schema)]
+        return [fk for fk in self._foreign_keys if fk.referred == table]
+
     def cascades_to(self, table: str) -> list[str]:
         """Tables a delete from ``table`` changes by itself (ON DELETE CASCADE / SET NULL).
 
-        SQLite enforces foreign keys only when a connection asks for it, and ours
-        do not, so it has none.
+        On SQLite as elsewhere (see :meth:`foreign_keys_into`): there the
+        application's connection would cascade, ours would orphan the rows.
         """
-        if self.dialect == "sqlite":
-            return []
-        if self._foreign_keys is None:
-            inspector = sa.inspect(self.engine)
-            self._foreign_keys = [
-                (name, fk) for name in inspector.get_table_names(schema=self.schema)
-                for fk in inspector.get_foreign_keys(name, schema=self.schema)]
-        return sorted({
-            name for name, fk in self._foreign_keys
-            if fk["referred_table"] == table and str(
-                (fk.get("options") or {}).get("ondelete") or "").upper() in ("CASCADE",
-                                                                            "SET NULL")})
+        return sorted({fk.table for fk in self.foreign_keys_into(table)
+                       if fk.ondelete in ("CASCADE", "SET NULL")})
 
     def _temporal(self, kind: Any) -> str | None:
         if isinstance(kind, sa.DateTime):
@@ -145,10 +154,13 @@ class SqlAdapter:
                 ).scalar_one()
                 for child in plan.children
             }
+            blocking = q.count_blocked(table, plan, self.dialect)
+            blocked = {} if blocking is None else {
+                name: int(n) for name, n in conn.execute(blocking).one()._mapping.items()}
         return DueCount(
             due=int(due), held=int(held), total=int(total),
             oldest_due_event=None if oldest is None else plan.event_instant(oldest),
-            children=children,
+            children=children, blocked=blocked,
         )
 
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ checked against it); every value is a bound parameter.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -22,18 +23,21 @@ from sqlalchemy import (
     case,
     cast,
     collate,
+    column,
     false,
     func,
+    literal_column,
     not_,
     or_,
     select,
     true,
     tuple_,
 )
+from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.postgresql import CIDR, INET
 
-from retention.plan import Plan
+from retention.plan import Plan, Reference
 from retention.rules import REDACTED, ColumnAction, Filter, Op, Strategy
 
 
@@ -99,7 +103,32 @@ def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     ]
     if plan.held_keys:
         parts.append(not_(key_of(table, plan).in_(_held_values(table, plan))))
+    parts += [not_(referenced(table, plan, ref)) for ref in plan.references]
     return and_(*parts)
+
+
+def _other(table: Table, name: str, columns: set[str], taken: set[str]) -> Any:
+    """A table named by a reflected foreign key, aliased when its name is already in use."""
+    found = table_clause(name, *(column(c) for c in sorted(columns)), schema=table.schema)
+    return found.alias(f"{name}_ref") if name in taken else found
+
+
+def referenced(table: Table, plan: Plan, ref: Reference) -> ColumnElement[bool]:
+    """EXISTS a row of ``ref.table`` that references this row, or one of its declared children.
+
+    Correlated on the rule's table; NULL in a referencing column references nothing.
+    """
+    if ref.via_key is None:
+        other = _other(table, ref.table, set(ref.columns), {table.name})
+        match = [other.c[a] == table.c[b] for a, b in zip(ref.columns, ref.referred_columns,
+                                                           strict=True)]
+        return select(literal_column("1")).select_from(other).where(*match).exists()
+    child = _other(table, ref.referred, {ref.via_key, *ref.referred_columns}, {table.name})
+    other = _other(table, ref.table, set(ref.columns), {table.name, ref.referred})
+    match = [other.c[a] == child.c[b] for a, b in zip(ref.columns, ref.referred_columns,
+                                                       strict=True)]
+    return (select(literal_column("1")).select_from(child.join(other, and_(*match)))
+            .where(child.c[ref.via_key] == table.c[plan.primary_key[0]]).exists())
 
 
 def held(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
@@ -205,6 +234,20 @@ def delete_keys(table: Table, plan: Plan, dialect: str, keys: list[tuple[Any, ..
 def count_due(table: Table, plan: Plan, dialect: str) -> Select[Any]:
     return select(func.count(), func.min(table.c[plan.event_column])).where(
         due(table, plan, dialect))
+
+
+def count_blocked(table: Table, plan: Plan, dialect: str) -> Select[Any] | None:
+    """Per referencing table: the rows that would be due but for its references."""
+    if not plan.references:
+        return None
+    by_table: dict[str, list[Reference]] = {}
+    for ref in plan.references:
+        by_table.setdefault(ref.table, []).append(ref)
+    unreferenced = dataclasses.replace(plan, references=())
+    return select(*(
+        func.count(case((or_(*(referenced(table, plan, r) for r in refs)), 1))).label(name)
+        for name, refs in by_table.items()
+    )).select_from(table).where(due(table, unreferenced, dialect))
 
 
 def count_held(table: Table, plan: Plan, dialect: str) -> Select[Any]:

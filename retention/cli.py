@@ -39,6 +39,8 @@ def validate(policy: str) -> int:
     loaded = load(policy)
     with engine.Session(loaded) as session:
         plans, failed = engine.compile_plans(session, loaded.rules, utcnow())
+    for warning in session.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for rule, reason in failed.items():
         click.echo(f"{policy}: rule '{rule}': source unreachable: {reason}", err=True)
     if failed:
@@ -131,9 +133,9 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
         out(render.to_json(outcome.as_json()))
     else:
         columns = ("rule", "status", "deleted", "anonymized", "held", "due", "children",
-                   "note")
+                   "blocked", "note")
         rows = [[r.rule, r.status.value, r.deleted, r.anonymized, r.held, r.due,
-                 ", ".join(f"{t}: {n}" for t, n in r.children.items()), r.error or ""]
+                 render.counts(r.children), render.counts(r.blocked), r.error or ""]
                 for r in outcome.rules]
         title = f"{'Dry run' if dry_run else 'Run'} {outcome.run_id} of {loaded.name}"
         out(render.table(title, columns, rows))

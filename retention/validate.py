@@ -15,7 +15,7 @@ from typing import Any
 from retention import secrets
 from retention.adapters.protocol import Adapter
 from retention.errors import Problem
-from retention.plan import ColumnInfo, TableInfo
+from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo, blocking_references
 from retention.rules import REDACTED, ColumnAction, Op, Policy, Rule, Strategy
 
 HASH_LENGTH = 64  # characters of a hex HMAC-SHA-256 digest
@@ -28,6 +28,16 @@ class Schema:
 
     tables: dict[tuple[str, str], TableInfo] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)  # source -> error text
+    # (source, table) -> the reflected foreign keys into that table
+    foreign_keys: dict[tuple[str, str], tuple[ForeignKeyInfo, ...]] = field(
+        default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)  # valid, but worth saying
+
+    def foreign_keys_of(self, rule: Rule) -> tuple[ForeignKeyInfo, ...]:
+        """The foreign keys into ``rule``'s table and its declared children."""
+        names = (rule.table, *(c.table for c in rule.children))
+        return tuple(fk for name in names
+                     for fk in self.foreign_keys.get((rule.source, str(name)), ()))
 
 
 def check(policy: Policy, adapters: dict[str, Adapter], rules: tuple[Rule, ...]
@@ -107,6 +117,14 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
             for grandchild in cascades(child):
                 problem("children", f"table {grandchild!r} references child table {child!r} "
                         "with ON DELETE CASCADE or SET NULL: its rows would change unaudited")
+    foreign_keys = getattr(adapter, "foreign_keys_into", None)
+    if not rule.action.columns and foreign_keys is not None:
+        for name in (rule.table, *(c.table for c in rule.children)):
+            if (rule.source, name) not in schema.foreign_keys:
+                schema.foreign_keys[(rule.source, name)] = tuple(foreign_keys(name))
+        for ref in blocking_references(rule, schema.foreign_keys_of(rule)):
+            schema.warnings.append(Problem(policy.path, rule.line_of("children"), rule.name,
+                                           _kept(rule, ref)))
     if rule.children and len(info.primary_key) != 1:
         problem("children", "children need a parent with a single-column primary key")
     if rule.children and rule.action.columns:
@@ -164,6 +182,19 @@ def _fixed_problems(name: str, value: Any, column: ColumnInfo) -> list[str]:
         return [f"anonymize {name!r}: fixed value {value!r} is longer than column {name!r} "
                 f"holds ({column.type_name})"]
     return []
+
+
+def _kept(rule: Rule, ref: Reference) -> str:
+    """The warning for a reference that keeps rows: what happens, and what to do about it."""
+    columns = ", ".join(ref.columns)
+    if ref.via_key is not None:
+        return (f"table {ref.table!r} references child table {ref.referred!r} ({columns}): "
+                "the parents of referenced rows are kept and counted as blocked")
+    said = f"table {ref.table!r} references {ref.referred!r} ({columns}): referenced rows are "
+    if ref.table == rule.table or ref.table in {c.table for c in rule.children}:
+        return said + "kept and counted as blocked until nothing references them"
+    return (said + "kept and counted as blocked; declare it under 'children' to delete them "
+            "together")
 
 
 def reason(exc: BaseException) -> str:
