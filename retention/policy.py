@@ -196,11 +196,12 @@ def _check_url(url: str, line: int, what: str, database: bool, out: _Collector) 
     ``database``: the URL is opened with SQLAlchemy, so it must parse as one; other
     adapters' URLs are only checked for an unencoded '@' in the password.
     """
-    for secret in urls.secrets_in(url):
-        secrets.remember(secret)
     reason = urls.problem(url)
     if reason == urls.AT_IN_PASSWORD or (reason is not None and database):
         out.add(line, None, f"{what}: {reason}")
+        return  # nothing will open it
+    for secret in urls.secrets_in(url):
+        secrets.remember(secret)
 
 
 def _rule(

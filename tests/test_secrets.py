@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from retention import engine
+from retention import secrets as secrets_module
 from retention.audit.store import AuditStore, RunInfo
 from retention.db import create_engine, safe_url
 from retention.errors import PolicyError, RetentionError
@@ -79,6 +80,13 @@ ORDERS = sa.Table("orders", _META,
 LINES = sa.Table("order_lines", _META,
                  sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                  sa.Column("order_id", sa.Integer, nullable=False))
+
+
+@pytest.fixture(autouse=True)
+def _forget_passwords_afterwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a test makes retention remember (hypothesis' random passwords too) is
+    forgotten after it, so scrub() does not mask those strings in later tests."""
+    monkeypatch.setattr(secrets_module, "_known", set(secrets_module._known))
 
 
 # -- a role with a password and databases it owns -----------------------------------
@@ -413,6 +421,7 @@ def test_a_failing_rule_logs_no_password_when_retention_is_used_as_a_library(
 
 
 # -- URLs: passwords in the query string, unencoded '@' ------------------------------
+
 
 # Every query key the installed drivers read a password from: libpq (psycopg 3) takes
 # any connection keyword (password, sslpassword), PyMySQL its keyword arguments
