@@ -29,7 +29,7 @@ from retention.secrets import scrub
 def cli(ctx: click.Context, log_level: str, debug: bool) -> None:
     """Enforce the retention promises of a privacy statement."""
     logs.configure(log_level)
-    ctx.obj = {"debug": debug}
+    ctx.obj = {"debug": debug, "log_level": log_level}
 
 
 @cli.command()
@@ -242,11 +242,15 @@ cli.add_command(audit)
 @cli.command()
 @click.option("--dir", "directory", default="retention-demo", show_default=True,
               type=click.Path(file_okay=False), help="Where to build the demo database.")
-def demo(directory: str) -> int:
-    """Build a demo shop database and show report, run, audit log and verify."""
+@click.pass_context
+def demo(ctx: click.Context, directory: str) -> int:
+    """Build a demo shop database and show report, run, audit log and verify.
+
+    The logs go to DIR/demo.log (warnings also to stderr).
+    """
     from retention import demo as demo_module
 
-    return demo_module.main(Path(directory))
+    return demo_module.main(Path(directory), log_level=ctx.obj["log_level"])
 
 
 def main(argv: list[str] | None = None) -> None:

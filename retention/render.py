@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPORT_COLUMNS = ("rule", "action", "due", "held", "due_next_30d", "cutoff", "oldest_due_event",
-                  "blocked")
+                  "blocked", "would_stop")
 
 
 def to_json(data: Any) -> str:
