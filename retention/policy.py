@@ -67,8 +67,36 @@ def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     except OSError as exc:
         raise PolicyError.single(shown, None, None,
                                  f"cannot read the file: {exc.strerror}") from exc
-    return load_policy_text(raw.decode("utf-8", errors="replace"), shown, env,
-                            sha256=hashlib.sha256(raw).hexdigest())
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError([_not_utf8(raw, exc, shown, env)]) from None
+    return load_policy_text(text, shown, env, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError, path: str,
+              env: Mapping[str, str] | None) -> Problem:
+    """The first byte that is not UTF-8: its line, its offset and the rule it sits in."""
+    line = raw.count(b"\n", 0, exc.start) + 1
+    message = (f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+               "(save the file as UTF-8)")
+    tree, _ = yamlfile.load(raw.decode("utf-8", errors="replace"), path,
+                            os.environ if env is None else env)
+    return Problem(path, line, _rule_at(tree, line), message)
+
+
+def _rule_at(tree: Any, line: int) -> str | None:
+    """The rule whose lines include ``line`` (a rule runs to the next key at its level or
+    above), or None outside the rules."""
+    if not isinstance(tree, yamlfile.LineDict):
+        return None
+    rules = tree.get("rules")
+    starts: list[tuple[int, str | None]] = [
+        (at, None) for key, at in tree.lines.items() if key != "rules"]
+    if isinstance(rules, yamlfile.LineDict):
+        starts += [(at, str(name)) for name, at in rules.lines.items()]
+    before = [(at, name) for at, name in starts if at <= line]
+    return max(before, key=lambda s: s[0])[1] if before else None
 
 
 def load_policy_text(
@@ -85,7 +113,12 @@ def load_policy_text(
         raise PolicyError(out.problems)
     policy = _policy(tree, out, sha256 or hashlib.sha256(text.encode()).hexdigest())
     if out.problems or policy is None:
-        raise PolicyError(sorted(out.problems, key=lambda p: (p.line or 0)))
+        # A value YAML could not give (unreadable, or an unset variable) is one problem,
+        # not also every complaint about the text standing in for it on the same line.
+        unread = {p.line for p in problems}
+        found = out.problems[:len(problems)] + [
+            p for p in out.problems[len(problems):] if p.line not in unread]
+        raise PolicyError(sorted(found, key=lambda p: (p.line or 0)))
     return policy
 
 

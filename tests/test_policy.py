@@ -611,6 +611,29 @@ def test_load_policy_interpolates_from_its_env_argument(tmp_path: Path) -> None:
     assert str(caught.value) == f"{path}:7: environment variable SHOP_DATABASE_URL is not set"
 
 
+@pytest.mark.parametrize(("bad", "line", "rule"), [
+    (b"\xff", 2, None), (b"\xc3(", 9, "r"), (b"\xe2\x82", 10, "s")])
+def test_bytes_that_are_not_utf8_are_an_error_on_their_line_and_rule(
+        tmp_path: Path, bad: bytes, line: int, rule: str | None) -> None:
+    """The first byte that is not UTF-8 is named with its line, offset and rule."""
+    text = ("policy: p\ndescription: X\nsources:\n  shop: {adapter: sql}\nrules:\n"
+            "  r:\n    table: t\n    retain: 1 day after x\n    legal_basis: X\n"
+            "  s: {table: u, retain: 1 day after y, description: X}\n")
+    lines = text.splitlines(keepends=True)
+    lines[line - 1] = lines[line - 1].replace("X", "@")
+    raw = "".join(lines).replace("X", "ok").encode().replace(b"@", b"ok " + bad)
+    path = tmp_path / "p.yaml"
+    path.write_bytes(raw)
+
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path, {})
+
+    offset = raw.index(bad)
+    assert caught.value.problems == (Problem(
+        str(path), line, rule, f"not UTF-8: byte 0x{bad[0]:02x} at offset {offset} "
+        "(save the file as UTF-8)"),)
+
+
 def test_a_missing_file_is_an_error_without_a_line(tmp_path: Path) -> None:
     """A file that cannot be read is one problem: 'FILE: cannot read the file: REASON'."""
     path = tmp_path / "nope.yaml"
