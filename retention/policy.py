@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,11 @@ from retention.rules import (
     DEFAULT_MAX_FRACTION,
     DEFAULT_SCHEDULE,
     DEFAULT_STATEMENT_TIMEOUT,
+    MAX_BATCH_SIZE,
+    MAX_LOCK_TIMEOUT,
+    MAX_ROWS,
+    MAX_STATEMENT_TIMEOUT,
+    MIN_TIMEOUT,
     Policy,
     Rule,
     Source,
@@ -258,7 +264,7 @@ def _rule(
             retain = parse(str(phrase))
             _check_period(retain, tz)
         except PhraseError as exc:
-            out.add(at("retain"), name, f"retain: {exc.reason} in {exc.phrase!r}")
+            out.add(at("retain"), name, f"retain: {exc.reason} in {_quoted(exc.phrase)}")
             retain = None
 
     events = merged.get("events") or {}
@@ -270,21 +276,22 @@ def _rule(
     filters = _filters(merged.get("where"), at("where"), name, out)
     children = _children(merged.get("children"), at("children"), name, out)
     action = _action(merged.get("action", "delete"), at("action"), name, out)
-    batch_size = _number(merged, "batch_size", DEFAULT_BATCH_SIZE, int, at, name, out, low=1)
+    batch_size = _number(merged, "batch_size", DEFAULT_BATCH_SIZE, int, at, name, out,
+                         low=1, high=MAX_BATCH_SIZE)
     max_fraction = _number(merged, "max_fraction", DEFAULT_MAX_FRACTION, float, at, name, out,
                            low=0.0, high=1.0)
-    max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0)
+    max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0, high=MAX_ROWS)
     schedule_text = str(merged.get("schedule", DEFAULT_SCHEDULE))
     try:
         scheduler.trigger(schedules.parse(schedule_text), str(tz))
     except PhraseError as exc:
-        out.add(at("schedule"), name, f"schedule: {exc.reason} in {exc.phrase!r}")
+        out.add(at("schedule"), name, f"schedule: {exc.reason} in {_quoted(exc.phrase)}")
     except ValueError:
         pass  # an unknown time zone is reported once, for the policy
     lock_timeout = _number(merged, "lock_timeout", DEFAULT_LOCK_TIMEOUT, float, at, name, out,
-                           low=0.001, high=3600)
+                           low=MIN_TIMEOUT, high=MAX_LOCK_TIMEOUT)
     statement_timeout = _number(merged, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, float,
-                                at, name, out, low=0.001, high=86400)
+                                at, name, out, low=MIN_TIMEOUT, high=MAX_STATEMENT_TIMEOUT)
     if len(out.problems) > before or retain is None:
         return None
     return Rule(
@@ -314,6 +321,11 @@ def _check_period(retain: Retain, tz: str) -> None:
             raise PhraseError(str(retain), "the period runs off the calendar") from None
 
 
+def _quoted(text: str, limit: int = 80) -> str:
+    """``text`` in quotes, cut short if a hostile file made it long."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -328,6 +340,8 @@ def _number(
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if ok and kind is int:
         ok = isinstance(value, int)
+    if ok and isinstance(value, float) and not math.isfinite(value):
+        ok = False  # NaN passes every comparison below and would switch the check off
     if ok and low is not None and value < low:
         ok = False
     if ok and high is not None and value > high:
@@ -335,7 +349,9 @@ def _number(
     if not ok:
         bounds = f" between {low} and {high}" if high is not None else (
             f" of at least {low}" if low is not None else "")
-        out.add(at(key), name, f"{key!r} must be a {kind.__name__}{bounds}, got {value!r}")
+        article = "an" if kind is int else "a"
+        out.add(at(key), name, f"{key!r} must be {article} {kind.__name__}{bounds}, "
+                f"got {value!r}")
     return value
 
 
