@@ -26,6 +26,20 @@ class EventType(StrEnum):
     DATE = "date"  # the local date of the event
 
 
+class ColumnKind(StrEnum):
+    """What values a column compares with (see :mod:`retention.values`)."""
+
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    FLOAT = "float"
+    NUMERIC = "numeric"  # exact decimal
+    TEXT = "text"
+    ENUM = "enum"
+    DATE = "date"
+    TIMESTAMP = "timestamp"
+    OTHER = "other"  # not checked: compared as written
+
+
 @dataclass(frozen=True, slots=True)
 class ColumnInfo:
     name: str
@@ -34,6 +48,11 @@ class ColumnInfo:
     nullable: bool = True
     text: bool = False  # a character column (LIKE and LENGTH apply)
     python_type: type | None = None  # int for integer columns, str for text, ...
+    kind: ColumnKind = ColumnKind.OTHER
+    length: int | None = None  # most characters a text column holds, if declared
+    enums: tuple[str, ...] = ()  # the members of an ENUM column
+    low: float | None = None  # least value an integer or numeric column holds
+    high: float | None = None  # greatest value an integer or numeric column holds
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,6 +244,10 @@ def _rule(
             return defaults.line_of(key)
         return lines.get(key, line)
 
+    where = merged.get("where")
+    if isinstance(where, yamlfile.LineDict):  # each column's own line, for the schema check
+        lines.update({f"where.{column}": where.line_of(column) for column in where})
+
     source = merged.get("source")
     if source is None and len(sources) == 1:
         source = next(iter(sources))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from retention import secrets
+from retention import secrets, values
 from retention.adapters.protocol import Adapter
 from retention.errors import Problem
-from retention.plan import TableInfo
-from retention.rules import Op, Policy, Rule
+from retention.plan import ColumnInfo, TableInfo
+from retention.rules import Filter, Op, Policy, Rule
 
 
 @dataclass
@@ -79,6 +79,8 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
             problem("where", f"unknown column {f.column!r} in {rule.table!r}")
         elif f.op is Op.IS_NULL and not info.columns[f.column].nullable:
             problem("where", f"column {f.column!r} is NOT NULL, so 'null' matches nothing")
+        else:
+            out.extend(_where_values(policy, rule, f, info.columns[f.column]))
     for action in rule.action.columns:
         if action.column not in info.columns:
             problem("action", f"unknown column {action.column!r} in {rule.table!r}")
@@ -112,6 +114,14 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
         if not child_info.primary_key:
             problem("children", f"child table {child.table!r} has no primary key")
     return out
+
+
+def _where_values(policy: Policy, rule: Rule, where: Filter, column: ColumnInfo
+                  ) -> list[Problem]:
+    """One problem per value of ``where`` (whatever its operator) that does not fit."""
+    line = rule.lines.get(f"where.{where.column}", rule.line_of("where"))
+    return [Problem(policy.path, line, rule.name, f"where {where.column!r}: {why}")
+            for why in (values.problem(v, column) for v in where.values) if why]
 
 
 def reason(exc: BaseException) -> str:
