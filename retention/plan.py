@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from retention import calendar
+from retention.errors import PolicyError
 from retention.phrase import Retain
 from retention.rules import Action, Filter, Policy, Rule
 
@@ -144,21 +145,31 @@ def make_plan(
     naive_timestamps: str = "utc",
     held_keys: tuple[tuple[Any, ...], ...] = (),
 ) -> Plan:
-    """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated."""
+    """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated.
+
+    Raises :class:`PolicyError` (on the rule's ``retain`` line) when the cutoff at
+    ``as_of`` falls outside the calendar.
+    """
     tz = calendar.zone(policy.timezone)
     kind = event_type(table.columns[rule.event_column], naive_timestamps)
     if kind is None:
         raise ValueError(f"{rule.event_column} is not a date or timestamp column")
-    cut = calendar.cutoff(as_of, rule.retain, tz)
     bound: Any
-    if kind is EventType.DATE:
-        bound = calendar.cutoff_date(cut, tz)
-    elif kind is EventType.NAIVE_LOCAL:
-        bound = calendar.as_local_naive(cut, tz)
-    elif kind is EventType.NAIVE_UTC:
-        bound = cut.replace(tzinfo=None)
-    else:
-        bound = cut
+    try:
+        cut = calendar.cutoff(as_of, rule.retain, tz)
+        if kind is EventType.DATE:
+            bound = calendar.cutoff_date(cut, tz)
+        elif kind is EventType.NAIVE_LOCAL:
+            bound = calendar.as_local_naive(cut, tz)
+        elif kind is EventType.NAIVE_UTC:
+            bound = cut.replace(tzinfo=None)
+        else:
+            bound = cut
+    except (OverflowError, ValueError):  # the date arithmetic left years 1..9999
+        raise PolicyError.single(
+            policy.path, rule.line_of("retain"), rule.name,
+            f"as of {calendar.aware(as_of).isoformat()} the cutoff of '{rule.retain}' falls "
+            "outside the calendar (years 1 to 9999)") from None
     return Plan(
         policy=policy.name,
         rule=rule.name,
