@@ -268,7 +268,7 @@ def _rule(
             retain = parse(str(phrase))
             _check_period(retain, tz)
         except PhraseError as exc:
-            out.add(at("retain"), name, f"retain: {exc.reason} in {_quoted(exc.phrase)}")
+            out.add(at("retain"), name, f"retain: {exc.reason} in {_shown(exc.phrase)}")
             retain = None
 
     events = merged.get("events") or {}
@@ -289,7 +289,7 @@ def _rule(
     try:
         scheduler.trigger(schedules.parse(schedule_text), str(tz))
     except PhraseError as exc:
-        out.add(at("schedule"), name, f"schedule: {exc.reason} in {_quoted(exc.phrase)}")
+        out.add(at("schedule"), name, f"schedule: {exc.reason} in {_shown(exc.phrase)}")
     except ValueError:
         pass  # an unknown time zone is reported once, for the policy
     lock_timeout = _number(merged, "lock_timeout", DEFAULT_LOCK_TIMEOUT, float, at, name, out,
@@ -325,9 +325,10 @@ def _check_period(retain: Retain, tz: str) -> None:
             raise PhraseError(str(retain), "the period runs off the calendar") from None
 
 
-def _quoted(text: str, limit: int = 80) -> str:
-    """``text`` in quotes, cut short if a hostile file made it long."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut short if a hostile file made it long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _text(value: Any) -> str | None:
@@ -355,7 +356,7 @@ def _number(
             f" of at least {low}" if low is not None else "")
         article = "an" if kind is int else "a"
         out.add(at(key), name, f"{key!r} must be {article} {kind.__name__}{bounds}, "
-                f"got {value!r}")
+                f"got {_shown(value)}")
     return value
 
 

@@ -487,6 +487,12 @@ def test_each_bound_itself_is_accepted(key: str, value: float) -> None:
     assert getattr(rule, key) == value
 
 
+def test_a_long_text_where_a_number_belongs_is_quoted_short() -> None:
+    """A 10,000-character value does not make a 10,000-character line."""
+    [line] = problems(with_rule_lines("batch_size: " + "x" * 10_000))
+    assert line.startswith("p.yaml:8: rule 'r': 'batch_size' must be ") and len(line) < 200
+
+
 def test_a_nan_from_a_variable_is_an_error_on_the_line_of_the_variable() -> None:
     """`${FRACTION}` set to `.nan` is read as YAML would read it, and refused."""
     [line] = problems(with_rule_lines("max_fraction: ${FRACTION}"), {"FRACTION": ".nan"})
