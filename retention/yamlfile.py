@@ -205,7 +205,7 @@ class _Builder:
         where = f"{keys[-1]!r}: " if keys else ""
         if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
             self._problem(node, keys, f"{where}a number of {len(node.value)} characters is "
-                          "too large for anything a policy counts")
+                          "too long for anything a policy counts")
             return node.value
         try:
             return self._loader.construct_object(node, deep=True)

@@ -100,7 +100,7 @@ def test_nesting_of_hundreds_of_thousands_of_levels_is_refused_without_recursion
     ("a: 2021-02-30\n", "'a': cannot read '2021-02-30': day is out of range for month"),
     ("a: !custom x\n", "'a': cannot read 'x': could not determine a constructor for the tag "
      "'!custom'"),
-    ("a: 1" + "0" * 5000 + "\n", "'a': a number of 5001 characters is too large for anything "
+    ("a: 1" + "0" * 5000 + "\n", "'a': a number of 5001 characters is too long for anything "
      "a policy counts"),
 ])
 def test_a_scalar_that_cannot_be_read_is_a_problem_on_its_line(text: str, message: str) -> None:
