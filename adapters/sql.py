@@ -27,7 +27,7 @@ from sqlalchemy import Connection, MetaData, Table, select
 from sqlalchemy.exc import NoSuchTableError
 
 from retention.db import create_engine, safe_url, writing
-from retention.plan import ColumnInfo, ForeignKeyInfo, Plan, TableInfo
+from retention.plan import ColumnInfo, ColumnKind, ForeignKeyInfo, Plan, TableInfo
 from retention.rules import Source
 
 log = structlog.get_logger("retention.adapters.sql")
@@ -52,10 +52,50 @@ def _python_type(kind: Any) -> type | None:
     return found if isinstance(found, type) else None
 
 
-def _length(kind: Any) -> int | None:
-    """The declared maximum length of a character column (``VARCHAR(45)``), else None."""
-    length = getattr(kind, "length", None) if isinstance(kind, sa.String) else None
-    return length if isinstance(length, int) else None
+_MYSQL_INT_BITS = {"TINYINT": 8, "SMALLINT": 16, "MEDIUMINT": 24, "INTEGER": 32, "INT": 32,
+                   "BIGINT": 64}
+
+
+def _int_bits(kind: Any, dialect: str) -> int:
+    """How many bits an integer column stores on this database."""
+    if dialect == "sqlite":
+        return 64  # SQLite stores every integer in up to 8 bytes, whatever the declared type
+    if dialect in ("mysql", "mariadb"):
+        return _MYSQL_INT_BITS.get(type(kind).__name__, 64)
+    if isinstance(kind, sa.SmallInteger):
+        return 16
+    return 64 if isinstance(kind, sa.BigInteger) else 32
+
+
+def _domain(kind: Any, dialect: str) -> dict[str, Any]:
+    """The ``ColumnInfo`` fields that say which values the column compares with."""
+    if isinstance(kind, sa.Boolean):
+        return {"kind": ColumnKind.BOOLEAN}
+    if isinstance(kind, sa.Integer):
+        bits = _int_bits(kind, dialect)
+        low, high = (0, 2**bits - 1) if getattr(kind, "unsigned", False) else (
+            -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        if dialect in ("mysql", "mariadb") and getattr(kind, "display_width", None) == 1 \
+                and type(kind).__name__ == "TINYINT":  # how MySQL spells BOOLEAN
+            return {"kind": ColumnKind.BOOLEAN, "low": low, "high": high}
+        return {"kind": ColumnKind.INTEGER, "low": low, "high": high}
+    if isinstance(kind, sa.Float):
+        return {"kind": ColumnKind.FLOAT}
+    if isinstance(kind, sa.Numeric):
+        precision, scale = kind.precision, kind.scale or 0
+        if precision is None:
+            return {"kind": ColumnKind.NUMERIC}
+        largest = float(10 ** (precision - scale)) - 10.0**-scale
+        return {"kind": ColumnKind.NUMERIC, "low": -largest, "high": largest}
+    if isinstance(kind, sa.Enum):
+        return {"kind": ColumnKind.ENUM, "enums": tuple(str(e) for e in kind.enums)}
+    if isinstance(kind, sa.String) and type(kind).__name__ != "SET":
+        return {"kind": ColumnKind.TEXT, "length": kind.length}
+    if isinstance(kind, sa.DateTime):
+        return {"kind": ColumnKind.TIMESTAMP}
+    if isinstance(kind, sa.Date):
+        return {"kind": ColumnKind.DATE}
+    return {}
 
 
 class SqlAdapter:
@@ -93,7 +133,7 @@ class SqlAdapter:
             return None
         columns = {c.name: ColumnInfo(c.name, str(c.type), self._temporal(c.type),
                                       bool(c.nullable), isinstance(c.type, sa.String),
-                                      _python_type(c.type), length=_length(c.type))
+                                      _python_type(c.type), **_domain(c.type, self.dialect))
                    for c in reflected.columns}
         return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
 

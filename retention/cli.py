@@ -18,7 +18,10 @@ from retention.cli_holds import hold
 from retention.errors import RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
 from retention.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from retention.rules import MAX_ROWS
 from retention.secrets import scrub
+
+MAX_MISFIRE_GRACE = 366 * 86400  # seconds: a slot missed more than a year ago is history
 
 
 @click.group()
@@ -100,7 +103,7 @@ def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples
 @click.option("--rule", "rules", multiple=True, help="Only this rule (repeatable).")
 @click.option("--as-of", "as_of", help="ISO-8601 instant, not later than now (default: now).")
 @click.option("--dry-run", is_flag=True, help="Count what would change; change nothing.")
-@click.option("--max-rows", type=click.IntRange(0), help="Lower every rule's max_rows.")
+@click.option("--max-rows", type=click.IntRange(0, MAX_ROWS), help="Lower every rule's max_rows.")
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "json"]))
 @click.option("-q", "--quiet", is_flag=True,
@@ -144,7 +147,8 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
 
 @cli.command()
 @POLICY
-@click.option("--misfire-grace", default=3600, show_default=True, type=click.IntRange(1),
+@click.option("--misfire-grace", default=3600, show_default=True,
+              type=click.IntRange(1, MAX_MISFIRE_GRACE),
               help="Seconds a missed slot may still run late (also at start-up).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535),
               help="Serve Prometheus metrics on this port.")
@@ -260,6 +264,11 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="retention", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except click.UsageError as exc:  # one line, like every other user error
+        where = exc.ctx.command_path if exc.ctx is not None else "retention"
+        help_hint = f" (see '{where} --help')" if exc.ctx is not None else ""
+        click.echo(f"{where}: {exc.format_message()}{help_hint}", err=True)
+        code = EXIT_USAGE
     except click.ClickException as exc:
         exc.show()
         code = EXIT_USAGE

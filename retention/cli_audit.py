@@ -15,6 +15,8 @@ from retention.errors import UsageError
 from retention.instants import parse_instant
 from retention.outcome import EXIT_FAILED, EXIT_OK
 
+MAX_LIST = 1_000_000  # runs 'audit list' shows at most (the limit is bound into SQL)
+
 
 @click.group()
 def audit() -> None:
@@ -23,7 +25,7 @@ def audit() -> None:
 
 @audit.command("list")
 @POLICY
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, MAX_LIST))
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def audit_list(policy: str, limit: int, fmt: str) -> int:
     """The latest runs."""

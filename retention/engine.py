@@ -99,12 +99,17 @@ def compile_plans(
         assert rule.table is not None
         naive = str(policy.sources[rule.source].options.get("naive_timestamps", "utc"))
         table = schema.tables[(rule.source, rule.table)]
-        plans[rule.name] = make_plan(
-            policy, rule, table,
-            {c.table: schema.tables[(rule.source, c.table)] for c in rule.children},
-            as_of, naive, held(rule, table.primary_key) if held else (),
-            foreign_keys=schema.foreign_keys_of(rule),
-        )
+        try:
+            plans[rule.name] = make_plan(
+                policy, rule, table,
+                {c.table: schema.tables[(rule.source, c.table)] for c in rule.children},
+                as_of, naive, held(rule, table.primary_key) if held else (),
+                foreign_keys=schema.foreign_keys_of(rule),
+            )
+        except PolicyError as exc:  # a cutoff outside the calendar: every rule's, then stop
+            problems.extend(exc.problems)
+    if problems:
+        raise PolicyError(problems)
     return plans, failed
 
 

@@ -19,11 +19,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from retention import values
 from retention.audit.schema import holds
 from retention.audit.store import AuditStore, key_text, now_text
 from retention.db import writing
 from retention.errors import UsageError
-from retention.plan import TableInfo
+from retention.plan import ColumnKind, TableInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +86,18 @@ def typed(key: dict[str, str], table: TableInfo) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for column, value in key.items():
-        kind = table.columns[column].python_type
-        if kind is int:
+        info = table.columns[column]
+        if info.python_type is int:
             try:
                 out[column] = int(value)
             except ValueError:
                 raise UsageError(f"key column {column!r} is an integer, not {value!r}") from None
         else:
             out[column] = value
+        if info.kind in (ColumnKind.INTEGER, ColumnKind.TEXT):  # past its range or length
+            why = values.problem(out[column], info)
+            if why:
+                raise UsageError(f"key column {column!r}: {why}")
     return out
 
 

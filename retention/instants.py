@@ -1,10 +1,20 @@
-"""Reading instants from the command line (``--as-of``, ``--since``)."""
+"""Reading instants from the command line (``--as-of``, ``--since``).
+
+An instant must lie inside the calendar that Python and the databases count in
+(years 1 to 9999) with two days to spare at either end: a local date is up to
+14 hours from UTC, and the calendar searches a day on either side of it. A
+command reports an instant outside that range as bad input, before it opens
+anything.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from retention.errors import UsageError
+
+EARLIEST = dt.datetime(1, 1, 3, tzinfo=dt.UTC)  # first instant a command accepts
+LATEST = dt.datetime(9999, 12, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)  # last one
 
 
 def parse_instant(text: str, option: str = "--as-of") -> dt.datetime:
@@ -19,7 +29,23 @@ def parse_instant(text: str, option: str = "--as-of") -> dt.datetime:
                              "(like 2026-02-28T12:00:00+01:00)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    try:
+        value = value.astimezone(dt.UTC)
+    except OverflowError:  # the offset moves it past year 1 or 9999
+        raise UsageError(outside(option, text)) from None
+    return in_calendar(value, option, text)
+
+
+def in_calendar(instant: dt.datetime, option: str, text: str | None = None) -> dt.datetime:
+    """``instant`` if a command can count with it, else a :class:`UsageError`."""
+    if not EARLIEST <= instant <= LATEST:
+        raise UsageError(outside(option, text or instant.isoformat()))
+    return instant
+
+
+def outside(option: str, text: str) -> str:
+    return (f"{option} {text} is outside the calendar this tool counts in "
+            f"({EARLIEST.isoformat()} to {LATEST.isoformat()})")
 
 
 def utcnow() -> dt.datetime:

@@ -82,6 +82,7 @@ _WORDS = {
          "eleven", "twelve"]
     )
 }
+_MAX_AMOUNT_DIGITS = 9  # 999999999 days already runs off the calendar; more digits is hostile
 _DIGITS = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²'
 _EVENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOKEN = re.compile(r",|[^\s,]+")
@@ -94,6 +95,8 @@ def _amount(token: str, phrase: str) -> int:
         raise PhraseError(phrase, f"amount {token} is negative")
     if not _DIGITS.fullmatch(token):
         raise PhraseError(phrase, f"expected an amount, got {token!r}")
+    if len(token) > _MAX_AMOUNT_DIGITS:
+        raise PhraseError(phrase, f"the amount {token[:20]}... is too large")
     return int(token)
 
 

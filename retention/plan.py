@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from retention import calendar
+from retention.errors import PolicyError
 from retention.phrase import Retain
 from retention.rules import Action, Filter, Policy, Rule
 
@@ -26,6 +27,20 @@ class EventType(StrEnum):
     DATE = "date"  # the local date of the event
 
 
+class ColumnKind(StrEnum):
+    """What values a column compares with (see :mod:`retention.values`)."""
+
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    FLOAT = "float"
+    NUMERIC = "numeric"  # exact decimal
+    TEXT = "text"
+    ENUM = "enum"
+    DATE = "date"
+    TIMESTAMP = "timestamp"
+    OTHER = "other"  # not checked: compared as written
+
+
 @dataclass(frozen=True, slots=True)
 class ColumnInfo:
     name: str
@@ -34,7 +49,11 @@ class ColumnInfo:
     nullable: bool = True
     text: bool = False  # a character column (LIKE and LENGTH apply)
     python_type: type | None = None  # int for integer columns, str for text, ...
-    length: int | None = None  # declared maximum length of a character column
+    kind: ColumnKind = ColumnKind.OTHER
+    length: int | None = None  # most characters a text column holds, if declared
+    enums: tuple[str, ...] = ()  # the members of an ENUM column
+    low: float | None = None  # least value an integer or numeric column holds
+    high: float | None = None  # greatest value an integer or numeric column holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,21 +208,29 @@ def make_plan(
     """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated.
 
     ``foreign_keys`` are those into the rule's table and its declared children.
+    Raises :class:`PolicyError` (on the rule's ``retain`` line) when the cutoff at
+    ``as_of`` falls outside the calendar.
     """
     tz = calendar.zone(policy.timezone)
     kind = event_type(table.columns[rule.event_column], naive_timestamps)
     if kind is None:
         raise ValueError(f"{rule.event_column} is not a date or timestamp column")
-    cut = calendar.cutoff(as_of, rule.retain, tz)
     bound: Any
-    if kind is EventType.DATE:
-        bound = calendar.cutoff_date(cut, tz)
-    elif kind is EventType.NAIVE_LOCAL:
-        bound = calendar.as_local_naive(cut, tz)
-    elif kind is EventType.NAIVE_UTC:
-        bound = cut.replace(tzinfo=None)
-    else:
-        bound = cut
+    try:
+        cut = calendar.cutoff(as_of, rule.retain, tz)
+        if kind is EventType.DATE:
+            bound = calendar.cutoff_date(cut, tz)
+        elif kind is EventType.NAIVE_LOCAL:
+            bound = calendar.as_local_naive(cut, tz)
+        elif kind is EventType.NAIVE_UTC:
+            bound = cut.replace(tzinfo=None)
+        else:
+            bound = cut
+    except (OverflowError, ValueError):  # the date arithmetic left years 1..9999
+        raise PolicyError.single(
+            policy.path, rule.line_of("retain"), rule.name,
+            f"as of {calendar.aware(as_of).isoformat()} the cutoff of '{rule.retain}' falls "
+            "outside the calendar (years 1 to 9999)") from None
     return Plan(
         policy=policy.name,
         rule=rule.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,11 @@ from retention.rules import (
     DEFAULT_MAX_FRACTION,
     DEFAULT_SCHEDULE,
     DEFAULT_STATEMENT_TIMEOUT,
+    MAX_BATCH_SIZE,
+    MAX_LOCK_TIMEOUT,
+    MAX_ROWS,
+    MAX_STATEMENT_TIMEOUT,
+    MIN_TIMEOUT,
     Policy,
     Rule,
     Source,
@@ -67,8 +73,36 @@ def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     except OSError as exc:
         raise PolicyError.single(shown, None, None,
                                  f"cannot read the file: {exc.strerror}") from exc
-    return load_policy_text(raw.decode("utf-8", errors="replace"), shown, env,
-                            sha256=hashlib.sha256(raw).hexdigest())
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError([_not_utf8(raw, exc, shown, env)]) from None
+    return load_policy_text(text, shown, env, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError, path: str,
+              env: Mapping[str, str] | None) -> Problem:
+    """The first byte that is not UTF-8: its line, its offset and the rule it sits in."""
+    line = raw.count(b"\n", 0, exc.start) + 1
+    message = (f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+               "(save the file as UTF-8)")
+    tree, _ = yamlfile.load(raw.decode("utf-8", errors="replace"), path,
+                            os.environ if env is None else env)
+    return Problem(path, line, _rule_at(tree, line), message)
+
+
+def _rule_at(tree: Any, line: int) -> str | None:
+    """The rule whose lines include ``line`` (a rule runs to the next key at its level or
+    above), or None outside the rules."""
+    if not isinstance(tree, yamlfile.LineDict):
+        return None
+    rules = tree.get("rules")
+    starts: list[tuple[int, str | None]] = [
+        (at, None) for key, at in tree.lines.items() if key != "rules"]
+    if isinstance(rules, yamlfile.LineDict):
+        starts += [(at, str(name)) for name, at in rules.lines.items()]
+    before = [(at, name) for at, name in starts if at <= line]
+    return max(before, key=lambda s: s[0])[1] if before else None
 
 
 def load_policy_text(
@@ -85,7 +119,12 @@ def load_policy_text(
         raise PolicyError(out.problems)
     policy = _policy(tree, out, sha256 or hashlib.sha256(text.encode()).hexdigest())
     if out.problems or policy is None:
-        raise PolicyError(sorted(out.problems, key=lambda p: (p.line or 0)))
+        # A value YAML could not give (unreadable, or an unset variable) is one problem,
+        # not also every complaint about the text standing in for it on the same line.
+        unread = {p.line for p in problems}
+        found = out.problems[:len(problems)] + [
+            p for p in out.problems[len(problems):] if p.line not in unread]
+        raise PolicyError(sorted(found, key=lambda p: (p.line or 0)))
     return policy
 
 
@@ -223,6 +262,10 @@ def _rule(
             return defaults.line_of(key)
         return lines.get(key, line)
 
+    where = merged.get("where")
+    if isinstance(where, yamlfile.LineDict):  # each column's own line, for the schema check
+        lines.update({f"where.{column}": where.line_of(column) for column in where})
+
     source = merged.get("source")
     if source is None and len(sources) == 1:
         source = next(iter(sources))
@@ -243,7 +286,7 @@ def _rule(
             retain = parse(str(phrase))
             _check_period(retain, tz)
         except PhraseError as exc:
-            out.add(at("retain"), name, f"retain: {exc.reason} in {exc.phrase!r}")
+            out.add(at("retain"), name, f"retain: {exc.reason} in {_shown(exc.phrase)}")
             retain = None
 
     events = merged.get("events") or {}
@@ -255,21 +298,22 @@ def _rule(
     filters = _filters(merged.get("where"), at("where"), name, out)
     children = _children(merged.get("children"), at("children"), name, out)
     action = _action(merged.get("action", "delete"), at("action"), name, out)
-    batch_size = _number(merged, "batch_size", DEFAULT_BATCH_SIZE, int, at, name, out, low=1)
+    batch_size = _number(merged, "batch_size", DEFAULT_BATCH_SIZE, int, at, name, out,
+                         low=1, high=MAX_BATCH_SIZE)
     max_fraction = _number(merged, "max_fraction", DEFAULT_MAX_FRACTION, float, at, name, out,
                            low=0.0, high=1.0)
-    max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0)
+    max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0, high=MAX_ROWS)
     schedule_text = str(merged.get("schedule", DEFAULT_SCHEDULE))
     try:
         scheduler.trigger(schedules.parse(schedule_text), str(tz))
     except PhraseError as exc:
-        out.add(at("schedule"), name, f"schedule: {exc.reason} in {exc.phrase!r}")
+        out.add(at("schedule"), name, f"schedule: {exc.reason} in {_shown(exc.phrase)}")
     except ValueError:
         pass  # an unknown time zone is reported once, for the policy
     lock_timeout = _number(merged, "lock_timeout", DEFAULT_LOCK_TIMEOUT, float, at, name, out,
-                           low=0.001, high=3600)
+                           low=MIN_TIMEOUT, high=MAX_LOCK_TIMEOUT)
     statement_timeout = _number(merged, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, float,
-                                at, name, out, low=0.001, high=86400)
+                                at, name, out, low=MIN_TIMEOUT, high=MAX_STATEMENT_TIMEOUT)
     if len(out.problems) > before or retain is None:
         return None
     return Rule(
@@ -299,6 +343,12 @@ def _check_period(retain: Retain, tz: str) -> None:
             raise PhraseError(str(retain), "the period runs off the calendar") from None
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut short if a hostile file made it long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -313,6 +363,8 @@ def _number(
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if ok and kind is int:
         ok = isinstance(value, int)
+    if ok and isinstance(value, float) and not math.isfinite(value):
+        ok = False  # NaN passes every comparison below and would switch the check off
     if ok and low is not None and value < low:
         ok = False
     if ok and high is not None and value > high:
@@ -320,7 +372,9 @@ def _number(
     if not ok:
         bounds = f" between {low} and {high}" if high is not None else (
             f" of at least {low}" if low is not None else "")
-        out.add(at(key), name, f"{key!r} must be a {kind.__name__}{bounds}, got {value!r}")
+        article = "an" if kind is int else "a"
+        out.add(at(key), name, f"{key!r} must be {article} {kind.__name__}{bounds}, "
+                f"got {_shown(value)}")
     return value
 
 

@@ -9,9 +9,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import structlog
+
 from retention.enforce import limit_reason
 from retention.engine import Session, compile_plans, held_on, read_holds, select_rules
-from retention.rules import Policy
+from retention.errors import RetentionError, UsageError
+from retention.holds import Hold
+from retention.instants import LATEST, in_calendar
+from retention.plan import Plan
+from retention.rules import Policy, Rule
+from retention.validate import reason
+
+log = structlog.get_logger("retention.report")
 
 HORIZONS = (7, 30, 90)  # days ahead for the due_next_Nd counts
 DEFAULT_SAMPLES = 0  # keys listed per rule unless --samples asks for more
@@ -21,6 +30,7 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
           rule_names: list[str] | None = None) -> dict[str, Any]:
     """The report as plain data (the ``report --format json`` document)."""
     rules = select_rules(policy, rule_names)
+    ahead = _horizons(as_of)
     out: dict[str, Any] = {"policy": policy.name, "version": policy.version,
                            "timezone": policy.timezone, "as_of": as_of.isoformat(), "rules": []}
     with Session(policy) as session:
@@ -32,28 +42,53 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
                                      "legal_basis": rule.legal_basis}
             if rule.name in failed:
                 entry["error"] = failed[rule.name]
-                out["rules"].append(entry)
-                continue
-            plan = plans[rule.name]
-            adapter = session.adapter(rule.source)
-            count = adapter.count(plan)
-            entry.update(
-                due=count.due, held=count.held, total=count.total,
-                cutoff=plan.cutoff.isoformat(),
-                oldest_due_event=None if count.oldest_due_event is None
-                else count.oldest_due_event.isoformat(),
-                children=count.children, blocked=count.blocked,
-                would_stop=limit_reason(plan, count, None),  # the decision a run makes now
-            )
-            for days in HORIZONS:
-                later_at = as_of + dt.timedelta(days=days)
-                later, _ = compile_plans(session, (rule,), later_at,
-                                         held_on(policy, found, later_at))
-                entry[f"due_next_{days}d"] = adapter.count(later[rule.name]).due - count.due
-            entry["samples"] = adapter.sample_keys(plan, samples) if samples else []
+            else:
+                try:
+                    entry.update(_counts(session, rule, plans[rule.name], ahead, found,
+                                         samples))
+                except RetentionError:
+                    raise
+                except Exception as exc:  # this rule's failure, said with its name
+                    entry["error"] = reason(exc)
+                    log.error("rule_failed", policy=policy.name, rule=rule.name,
+                              error=entry["error"])
             out["rules"].append(entry)
         out["uncovered"] = uncovered(policy, session)
     return out
+
+
+def _horizons(as_of: dt.datetime) -> dict[int, dt.datetime]:
+    """The instants ``HORIZONS`` days after ``as_of``; a :class:`UsageError` past the calendar."""
+    ahead: dict[int, dt.datetime] = {}
+    for days in HORIZONS:
+        try:
+            ahead[days] = in_calendar(as_of + dt.timedelta(days=days), "--as-of")
+        except (OverflowError, UsageError):
+            raise UsageError(f"--as-of {as_of.isoformat()}: the report counts what falls due "
+                             f"in the next {days} days, past the end of the calendar "
+                             f"({LATEST.isoformat()})") from None
+    return ahead
+
+
+def _counts(session: Session, rule: Rule, plan: Plan, ahead: dict[int, dt.datetime],
+            found: list[Hold], samples: int) -> dict[str, Any]:
+    """One rule's figures: due now, held, total, due within each horizon, sample keys."""
+    policy = session.policy
+    adapter = session.adapter(rule.source)
+    count = adapter.count(plan)
+    entry: dict[str, Any] = dict(
+        due=count.due, held=count.held, total=count.total,
+        cutoff=plan.cutoff.isoformat(),
+        oldest_due_event=None if count.oldest_due_event is None
+        else count.oldest_due_event.isoformat(),
+        children=count.children, blocked=count.blocked,
+        would_stop=limit_reason(plan, count, None),  # the decision a run makes now
+    )
+    for days, later_at in ahead.items():
+        later, _ = compile_plans(session, (rule,), later_at, held_on(policy, found, later_at))
+        entry[f"due_next_{days}d"] = adapter.count(later[rule.name]).due - count.due
+    entry["samples"] = adapter.sample_keys(plan, samples) if samples else []
+    return entry
 
 
 def uncovered(policy: Policy, session: Session) -> list[dict[str, str]]:

@@ -13,6 +13,11 @@ DEFAULT_MAX_FRACTION = 0.5  # a rule may remove at most half of its table in one
 DEFAULT_SCHEDULE = "daily at 03:00"  # when the daemon runs a rule that names no schedule
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a batch waits for a row lock held by the application
 DEFAULT_STATEMENT_TIMEOUT = 120.0  # seconds one statement of a batch may run
+MAX_BATCH_SIZE = 10_000  # a batch's keys are bound parameters of one statement (SQLite: 32766)
+MAX_ROWS = 10**12  # a max_rows past a trillion rows is a typo, not a limit
+MIN_TIMEOUT = 0.001  # seconds: the databases count timeouts in milliseconds
+MAX_LOCK_TIMEOUT = 3600.0  # seconds: a batch waiting an hour for a lock should fail instead
+MAX_STATEMENT_TIMEOUT = 86400.0  # seconds: one statement of a batch running for a day
 DEFAULT_HASH_KEY_ENV = "RETENTION_HASH_KEY"  # environment variable holding the HMAC key
 REDACTED = "[redacted]"  # the constant marker written by the ``redact`` strategy
 

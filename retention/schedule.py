@@ -18,6 +18,8 @@ from retention.errors import PhraseError
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?]+$")
+_LONG_NUMBER = re.compile(r"[0-9]{10,}")  # no field of a schedule needs ten digits
+MAX_INTERVAL_SECONDS = 366 * 86400  # 'every N ...' at most yearly; longer is a cron's job
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ def parse(phrase: str) -> Schedule:
     words = text.lower().split()
     if not words:
         raise PhraseError(str(phrase), "the schedule is empty")
+    if (long := _LONG_NUMBER.search(text)) is not None:
+        raise PhraseError(text, f"the number {long.group()[:20]}... is too large")
     if len(words) == 5 and all(_CRON_FIELD.match(w) for w in words) and any(
             c.isdigit() or c == "*" for c in text):
         return _cron(text)
@@ -75,6 +79,9 @@ def parse(phrase: str) -> Schedule:
                 "hours": 3600}.get(words[2])
         if unit is None:
             raise PhraseError(text, f"unknown unit {words[2]!r} (seconds, minutes or hours)")
+        if int(words[1]) * unit > MAX_INTERVAL_SECONDS:
+            raise PhraseError(text, f"an interval longer than {MAX_INTERVAL_SECONDS // 86400} "
+                              "days (use 'monthly on day N' or a cron expression)")
         return Schedule(text, interval_seconds=int(words[1]) * unit)
     if words[0] == "weekly" and len(words) in (3, 5) and words[1] == "on":
         hour, minute = _at(words[3:], text)

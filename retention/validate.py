@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from retention import secrets
+from retention import secrets, values
 from retention.adapters.protocol import Adapter
 from retention.errors import Problem
 from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo, blocking_references
-from retention.rules import REDACTED, ColumnAction, Op, Policy, Rule, Strategy
+from retention.rules import REDACTED, ColumnAction, Filter, Op, Policy, Rule, Strategy
 
 HASH_LENGTH = 64  # characters of a hex HMAC-SHA-256 digest
 _ADDRESS_TYPES = ("INET", "CIDR")  # PostgreSQL address types truncate_ip reads natively
@@ -95,6 +95,8 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
             problem("where", f"unknown column {f.column!r} in {rule.table!r}")
         elif f.op is Op.IS_NULL and not info.columns[f.column].nullable:
             problem("where", f"column {f.column!r} is NOT NULL, so 'null' matches nothing")
+        else:
+            out.extend(_where_values(policy, rule, f, info.columns[f.column]))
     for action in rule.action.columns:
         if action.column not in info.columns:
             problem("action", f"unknown column {action.column!r} in {rule.table!r}")
@@ -195,6 +197,14 @@ def _kept(rule: Rule, ref: Reference) -> str:
         return said + "kept and counted as blocked until nothing references them"
     return (said + "kept and counted as blocked; declare it under 'children' to delete them "
             "together")
+
+
+def _where_values(policy: Policy, rule: Rule, where: Filter, column: ColumnInfo
+                  ) -> list[Problem]:
+    """One problem per value of ``where`` (whatever its operator) that does not fit."""
+    line = rule.lines.get(f"where.{where.column}", rule.line_of("where"))
+    return [Problem(policy.path, line, rule.name, f"where {where.column!r}: {why}")
+            for why in (values.problem(v, column) for v in where.values) if why]
 
 
 def reason(exc: BaseException) -> str:

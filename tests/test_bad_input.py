@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import resource
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +28,9 @@ from tests.support import snapshot, write_policy
 RETENTION = Path(sys.executable).with_name("retention")
 AS_OF = "2026-02-28T12:00:00+00:00"
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+HANG_GUARD = 30.0  # seconds: only a hang fails this; bad input is refused within about one
 _OUR_VARS = ("BAD_INPUT_URL", "ORDER_STATUS", "RETENTION_HASH_KEY", "RETENTION_POLICY",
-             "RETENTION_AUDIT_URL", "SHOP_DATABASE_URL")
+             "RETENTION_AUDIT_URL", "SHOP_DATABASE_URL", "BATCH")
 
 HEADER = """\
 policy: bad-input
@@ -54,15 +57,30 @@ ORDERS = """\
 """
 
 
-def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str], cwd: Path, max_memory: int | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    """Run `retention ARGS`; ``max_memory`` caps its address space (bytes), so that a
+    regression in a test of unbounded input fails instead of swapping the machine."""
     full = {k: v for k, v in os.environ.items() if k not in _OUR_VARS}
     full.update(env)
+
+    def cap() -> None:
+        if max_memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+
     return subprocess.run([str(RETENTION), *args], env=full, cwd=cwd, capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=120, check=False, preexec_fn=cap)
+
+
+MEMBER = {"id": 1, "closed_at": dt.datetime(2010, 1, 1), "is_active": False, "visits": 2,
+          "small": 3, "tier": "gold", "score": 0.5, "balance": 12.5,
+          "born": dt.date(1990, 1, 1), "code": "ab", "seen_at": dt.datetime(2020, 1, 1, 12)}
 
 
 def make_target(url: str) -> None:
-    """orders + order_lines (all due long ago) and a table without a primary key."""
+    """orders + order_lines (all due long ago), a table without a primary key, and
+    members (two closed long ago) with a column of every type a `where` value is checked
+    against."""
     meta = sa.MetaData()
     orders = sa.Table("orders", meta,
                       sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -72,6 +90,14 @@ def make_target(url: str) -> None:
                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                      sa.Column("order_id", sa.Integer))
     logbook = sa.Table("logbook", meta, sa.Column("n", sa.Integer), sa.Column("at", TS))
+    members = sa.Table("members", meta,
+                       sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                       sa.Column("closed_at", TS), sa.Column("is_active", sa.Boolean),
+                       sa.Column("visits", sa.Integer), sa.Column("small", sa.SmallInteger),
+                       sa.Column("tier", sa.Enum("gold", "silver", name="tier")),
+                       sa.Column("score", sa.Float), sa.Column("balance", sa.Numeric(10, 2)),
+                       sa.Column("born", sa.Date), sa.Column("code", sa.String(8)),
+                       sa.Column("seen_at", TS))
     engine = sa.create_engine(url)
     try:
         meta.create_all(engine)
@@ -82,6 +108,7 @@ def make_target(url: str) -> None:
             conn.execute(lines.insert(), [{"id": i, "order_id": 1 + i % 4} for i in range(8)])
             conn.execute(logbook.insert(), [{"n": i, "at": dt.datetime(2010, 1, 1)}
                                             for i in range(3)])
+            conn.execute(members.insert(), [MEMBER, {**MEMBER, "id": 2, "code": "other"}])
     finally:
         engine.dispose()
 
@@ -113,17 +140,27 @@ class Target:
 
     def assert_rejected(self, text: str, problems: list[Problem], command: str = "run",
                         env: dict[str, str] | None = None, audit_exists: bool = False,
-                        ) -> None:
+                        options: tuple[str, ...] | None = None, raw: bytes | None = None,
+                        max_memory: int | None = None) -> None:
+        """`retention COMMAND POLICY OPTIONS` (OPTIONS default to `--as-of` for run) exits 2
+        with one line per problem and changes nothing; ``raw`` replaces the file's bytes
+        (``text`` then only locates the lines)."""
         path = write_policy(self.dir, text)
+        if raw is not None:
+            path.write_bytes(raw)
         if audit_exists:
             AuditStore(f"sqlite:///{self.audit}").close()
         audit_before = self.audit.read_bytes() if audit_exists else None
         before = snapshot(self.url)
-        args = [command, str(path), *(["--as-of", AS_OF] if command == "run" else [])]
+        if options is None:
+            options = ("--as-of", AS_OF) if command == "run" else ()
+        args = [*command.split(), str(path), *options]
 
+        started = time.monotonic()
         proc = cli(*args, env={"BAD_INPUT_URL": self.url} if env is None else env,
-                   cwd=self.dir)
+                   cwd=self.dir, max_memory=max_memory)
 
+        assert time.monotonic() - started < HANG_GUARD
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert proc.stdout == ""
         lines = proc.stderr.splitlines()
@@ -139,6 +176,24 @@ class Target:
             assert self.audit.read_bytes() == audit_before
         else:
             assert not self.audit.exists()
+
+    def assert_refused(self, *args: str, names: tuple[str, ...]) -> None:
+        """`retention ARGS` (POLICY standing for the valid base policy) exits 2 with one
+        line naming ``names``, quickly, and changes neither the target nor the audit store."""
+        path = write_policy(self.dir, self.policy())
+        before = snapshot(self.url)
+        started = time.monotonic()
+
+        proc = cli(*(str(path) if a == "POLICY" else a for a in args),
+                   env={"BAD_INPUT_URL": self.url}, cwd=self.dir)
+
+        assert time.monotonic() - started < HANG_GUARD
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stdout == ""
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert all(name in proc.stderr for name in names), proc.stderr
+        assert snapshot(self.url) == before
+        assert not self.audit.exists()
 
 
 @pytest.fixture
@@ -338,3 +393,207 @@ def test_several_schema_mistakes_are_all_reported_one_per_line(sqlite_target: Ta
         Problem("table: accounts", "accounts", ("accounts",)),
         Problem("table: logbook", "logbook", ("primary key",)),
     ], command, audit_exists=True)
+
+
+# -- where values against the column types (every database) --------------------------
+
+MEMBERS = """\
+  members:
+    source: db
+    table: members
+    retain: 1 day after closed_at
+    where:
+"""
+BAD_WHERE = {  # column -> a value that does not fit it (each on its own line)
+    "is_active": '"no"',  # text on a boolean
+    "visits": '"5"',  # text on an integer
+    "small": "99999999999999999999",  # beyond any integer column
+    "tier": "platinum",  # not a member of the enum (longer than VARCHAR(6) on SQLite)
+    "score": ".nan",  # not a number
+    "balance": "123456789.5",  # beyond NUMERIC(10, 2)
+    "born": "someday",  # text on a date
+    "code": "[ab, waytoolongforit]",  # longer than VARCHAR(8)
+    "seen_at": "17",  # a number on a timestamp
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "report", "run"])
+def test_where_values_that_do_not_fit_their_columns_are_reported_per_column(
+        target: Target, command: str) -> None:
+    """Each bad `where` value is one line on its own line naming the rule and the column,
+    for every command, before anything is read or changed (`is_active: "no"` on a boolean
+    used to pass validate, fail run and crash report)."""
+    where = "".join(f"      {column}: {value}\n" for column, value in BAD_WHERE.items())
+    text = target.policy(ORDERS + MEMBERS + where)
+    target.assert_rejected(text, [
+        Problem(f"      {column}: {value}", "members", (f"'{column}'",))
+        for column, value in BAD_WHERE.items()], command)
+
+
+def test_where_values_that_fit_their_columns_are_bound_as_written(target: Target) -> None:
+    """A value of the right type for every kind of column passes and selects exactly the
+    matching row: true/false on booleans (TINYINT(1) on MariaDB), enum members, numbers,
+    dates and timestamps as YAML writes them."""
+    where = ("      is_active: false\n      visits: [2, 7]\n      small: 3\n"
+             "      tier: gold\n      score: 0.5\n      balance: 12.5\n"
+             "      born: 1990-01-01\n      code: ab\n      seen_at: 2020-01-01 12:00:00\n")
+    path = write_policy(target.dir, target.policy(MEMBERS + where))
+
+    proc = cli("run", str(path), "--as-of", AS_OF, env={"BAD_INPUT_URL": target.url},
+               cwd=target.dir)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [row["id"] for row in snapshot(target.url)["members"]] == [2]
+
+
+# -- hostile values (SPEC §2: NaN, infinity, absurd numbers, alias bombs, bad bytes) ---
+
+DIGITS_30 = "123456789012345678901234567890"
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("max_fraction: .nan", "max_fraction"),  # would turn the safety limit off
+    ("max_fraction: -.inf", "max_fraction"),
+    ("lock_timeout: .nan", "lock_timeout"),
+    ("statement_timeout: .inf", "statement_timeout"),
+    (f"batch_size: {DIGITS_30}", "batch_size"),
+    (f"max_rows: {DIGITS_30}", "max_rows"),
+    ("batch_size: 1" + "0" * 5000, "batch_size"),  # more digits than Python reads
+    ("schedule: every 100000000000 hours", "schedule"),
+    ("legal_basis: 0000-01-01", "legal_basis"),  # a YAML date before year 1
+], ids=lambda v: v if len(v) < 40 else v[:20] + "...")
+def test_a_hostile_number_in_a_rule_is_reported_on_its_line(
+        sqlite_target: Target, line: str, key: str) -> None:
+    """NaN, infinities, numbers past any sane bound and unreadable YAML values are one line
+    naming the rule and the key; the run changes nothing."""
+    text = sqlite_target.policy(ORDERS + f"    {line}\n")
+    sqlite_target.assert_rejected(text, [Problem(line[:40], "orders", (key,))])
+
+
+def test_an_amount_with_thousands_of_digits_in_retain_is_reported_on_its_line(
+        sqlite_target: Target) -> None:
+    """`retain: 1000...0 days after ...` (5001 digits) is a problem of the retain line."""
+    phrase = "1" + "0" * 5000 + " days after completion"
+    text = sqlite_target.policy(ORDERS.replace("6 months after completion plus 7 years",
+                                               phrase))
+    sqlite_target.assert_rejected(text, [Problem("retain: 1000", "orders", ("retain",))])
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "report", "run"])
+def test_hostile_numbers_from_defaults_and_variables_are_reported_by_every_command(
+        sqlite_target: Target, command: str) -> None:
+    """A NaN in `defaults:` (on the defaults line, naming each rule using it), an infinity
+    from `${BATCH}` and an absurd number in the rule are all reported, one line each."""
+    header = HEADER.replace("  max_fraction: 1.0\n", "  max_fraction: .nan\n")
+    text = sqlite_target.policy(ORDERS + "    batch_size: ${BATCH}\n"
+                                f"    max_rows: {DIGITS_30}\n", header)
+    sqlite_target.assert_rejected(text, [
+        Problem("max_fraction: .nan", "orders", ("max_fraction", "nan")),
+        Problem("${BATCH}", "orders", ("batch_size", "inf")),
+        Problem(f"max_rows: {DIGITS_30}", "orders", ("max_rows",)),
+    ], command, env={"BAD_INPUT_URL": sqlite_target.url, "BATCH": ".inf"})
+
+
+def _alias_bomb() -> str:
+    """The 'billion laughs': nine levels of nine aliases, 9**9 values from 0.6 KB."""
+    lines = ["description:", '  - &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"  - &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_yaml_aliases_that_expand_without_bound_are_refused_quickly(
+        sqlite_target: Target, command: str) -> None:
+    """The 0.7 KB alias bomb (it took 60 s and 4 GB) is one line on the anchor line where
+    the expansion passes the bound, and the command ends at once."""
+    bomb = _alias_bomb()
+    text = sqlite_target.policy(header=HEADER.replace("rules:\n", bomb + "rules:\n"))
+    assert len(text.encode()) < 1000
+    sqlite_target.assert_rejected(text, [Problem("&a5", None, ("*a4", "values"))], command,
+                                  max_memory=2**31)
+
+
+@pytest.mark.parametrize(("value", "names"), [
+    ("&loop [a, *loop]", ("*loop",)),  # an alias inside the value it names
+    ("[" * 500 + "]" * 500, ("deep",)),  # nesting past any policy's needs
+], ids=["recursive-alias", "deep-nesting"])
+def test_a_self_referencing_alias_or_deep_nesting_is_reported_on_its_line(
+        sqlite_target: Target, value: str, names: tuple[str, ...]) -> None:
+    """Neither expands forever nor overflows the stack: one line naming the rule."""
+    text = sqlite_target.policy(ORDERS + f"    legal_basis: {value}\n")
+    sqlite_target.assert_rejected(text, [Problem("legal_basis:", "orders", names)],
+                                  max_memory=2**31)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("where", ["rule", "top"])
+def test_bytes_that_are_not_utf8_are_reported_on_their_line(
+        sqlite_target: Target, command: str, where: str) -> None:
+    """A byte that is not UTF-8 is one line naming its line, its byte offset and, inside a
+    rule, the rule (it used to be replaced silently)."""
+    if where == "rule":
+        text = sqlite_target.policy(ORDERS + "    legal_basis: Contract @@@\n")
+        expected = Problem("legal_basis: Contract", "orders", ("UTF-8", "0xff"))
+    else:
+        text = sqlite_target.policy(header="description: Shop @@@\n" + HEADER)
+        expected = Problem("description: Shop", None, ("UTF-8", "0xff"))
+    raw = text.encode().replace(b"@@@", b"caf\xff")
+    offset = raw.index(b"\xff")
+    sqlite_target.assert_rejected(text, [Problem(expected.at, expected.rule,
+                                                 (*expected.names, f"offset {offset}"))],
+                                  command, raw=raw)
+
+
+# -- instants outside the calendar -----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["plan", "report", "run"])
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-12:00"])
+def test_an_as_of_outside_the_calendar_is_one_line(sqlite_target: Target, command: str,
+                                                    instant: str) -> None:
+    """Both ends of the calendar (they crashed with OverflowError, exit 1) exit 2."""
+    sqlite_target.assert_refused(command, "POLICY", "--as-of", instant,
+                                 names=("--as-of", instant, "calendar"))
+
+
+@pytest.mark.parametrize("command", ["plan", "report", "run"])
+def test_an_as_of_whose_cutoff_leaves_the_calendar_names_the_rule(
+        sqlite_target: Target, command: str) -> None:
+    """Early in year 1, '6 months ... plus 7 years' before it is no date: the retain line
+    of the rule says so."""
+    text = sqlite_target.policy()
+    sqlite_target.assert_rejected(
+        text, [Problem("retain: 6 months", "orders", ("0001-01-05", "calendar"))], command,
+        options=("--as-of", "0001-01-05T00:00:00Z"))
+
+
+def test_a_report_looking_ahead_past_the_calendar_is_one_line(sqlite_target: Target) -> None:
+    """The report counts what falls due within 90 days; from late 9999 that leaves the
+    calendar."""
+    sqlite_target.assert_refused("report", "POLICY", "--as-of", "9999-11-01T00:00:00Z",
+                                 names=("9999-11-01", "90 days", "calendar"))
+
+
+@pytest.mark.parametrize("command", ["replay", "audit export"])
+def test_a_since_outside_the_calendar_is_one_line(sqlite_target: Target, command: str) -> None:
+    """`--since 0001-01-01T00:00:00+01:00` is an instant before year 1 in UTC."""
+    sqlite_target.assert_refused(*command.split(), "POLICY", "--since",
+                                 "0001-01-01T00:00:00+01:00", names=("--since", "calendar"))
+
+
+# -- absurd numbers on the command line ------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "names"), [
+    (("run", "POLICY", "--as-of", AS_OF, "--max-rows", DIGITS_30), ("--max-rows",)),
+    (("audit", "list", "POLICY", "--limit", DIGITS_30), ("--limit",)),
+    (("daemon", "POLICY", "--misfire-grace", DIGITS_30), ("--misfire-grace",)),
+    (("report", "POLICY", "--samples", DIGITS_30), ("--samples",)),
+    (("hold", "add", "POLICY", "orders", "99999999999999999999", "--reason", "x"),
+     ("'id'", "99999999999999999999")),
+], ids=["run-max-rows", "audit-limit", "daemon-misfire-grace", "report-samples",
+        "hold-key"])
+def test_an_absurd_number_on_the_command_line_is_one_line(
+        sqlite_target: Target, args: tuple[str, ...], names: tuple[str, ...]) -> None:
+    """Option values and hold keys past what any column or clock holds exit 2 at once."""
+    sqlite_target.assert_refused(*args, names=names)

@@ -16,6 +16,11 @@ from retention.rules import (
     DEFAULT_HASH_KEY_ENV,
     DEFAULT_MAX_FRACTION,
     DEFAULT_SCHEDULE,
+    MAX_BATCH_SIZE,
+    MAX_LOCK_TIMEOUT,
+    MAX_ROWS,
+    MAX_STATEMENT_TIMEOUT,
+    MIN_TIMEOUT,
     Child,
     ColumnAction,
     Filter,
@@ -468,7 +473,69 @@ def test_a_batch_size_that_is_not_a_positive_int_is_an_error(value: str) -> None
     """batch_size is an int of at least 1."""
     [line] = problems(with_rule_lines(f"batch_size: {value}"))
     assert line.startswith("p.yaml:8: rule 'r': 'batch_size' must be ")
-    assert "at least 1, got " in line
+    assert f"between 1 and {MAX_BATCH_SIZE}, got " in line
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("max_fraction", ".nan"), ("max_fraction", ".inf"), ("lock_timeout", ".nan"),
+    ("lock_timeout", "-.inf"), ("statement_timeout", ".NaN"), ("statement_timeout", ".inf"),
+    ("batch_size", ".nan"), ("batch_size", str(MAX_BATCH_SIZE + 1)),
+    ("batch_size", "123456789012345678901234567890"), ("max_rows", str(MAX_ROWS + 1)),
+    ("max_rows", ".inf"), ("lock_timeout", "3600.5"), ("statement_timeout", "86401"),
+])
+def test_a_nan_an_infinity_or_a_number_past_its_bound_is_an_error(key: str, value: str
+                                                                   ) -> None:
+    """No NaN (it passes every comparison, so it would switch a limit off), no infinity and
+    nothing past the named bound of each setting."""
+    [line] = problems(with_rule_lines(f"{key}: {value}"))
+    assert line.startswith(f"p.yaml:8: rule 'r': {key!r} must be ")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("batch_size", MAX_BATCH_SIZE), ("max_rows", MAX_ROWS), ("lock_timeout", MAX_LOCK_TIMEOUT),
+    ("statement_timeout", MAX_STATEMENT_TIMEOUT), ("lock_timeout", MIN_TIMEOUT),
+])
+def test_each_bound_itself_is_accepted(key: str, value: float) -> None:
+    """The bounds are inclusive."""
+    rule = load_policy_text(with_rule_lines(f"{key}: {value}"), "p.yaml", {}).rule("r")
+    assert getattr(rule, key) == value
+
+
+def test_a_long_text_where_a_number_belongs_is_quoted_short() -> None:
+    """A 10,000-character value does not make a 10,000-character line."""
+    [line] = problems(with_rule_lines("batch_size: " + "x" * 10_000))
+    assert line.startswith("p.yaml:8: rule 'r': 'batch_size' must be ") and len(line) < 200
+
+
+def test_a_nan_from_a_variable_is_an_error_on_the_line_of_the_variable() -> None:
+    """`${FRACTION}` set to `.nan` is read as YAML would read it, and refused."""
+    [line] = problems(with_rule_lines("max_fraction: ${FRACTION}"), {"FRACTION": ".nan"})
+    assert line == ("p.yaml:8: rule 'r': 'max_fraction' must be a float between 0.0 and 1.0, "
+                    "got nan")
+
+
+def test_an_unset_variable_for_a_number_is_one_problem() -> None:
+    """The empty text standing in for an unset variable is not also a bad number."""
+    assert problems(with_rule_lines("batch_size: ${BATCH}")) == [
+        "p.yaml:8: rule 'r': environment variable BATCH is not set"]
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    ("retain: 1" + "0" * 5000 + " days after x", "is too large"),
+    ("retain: 99999999 years after x", "runs off the calendar"),
+    ("schedule: every 100000000000 hours", "is too large"),
+    ("schedule: every 9000 hours", "longer than 366 days"),
+    ("schedule: 0 3 1" + "0" * 5000 + " * *", "is too large"),
+])
+def test_an_absurd_amount_in_a_phrase_is_an_error_quoting_it_briefly(line: str, reason: str
+                                                                     ) -> None:
+    """Thousands of digits are refused before Python reads them, and not echoed in full."""
+    text = (MINI.replace("    retain: 1 day after x\n", f"    {line}\n")
+            if line.startswith("retain:") else with_rule_lines(line))
+    [problem] = problems(text)
+    assert problem.startswith(f"p.yaml:{text.splitlines().index('    ' + line) + 1}: "
+                              "rule 'r': ")
+    assert reason in problem and len(problem) < 250
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "2", "half", "false"])
@@ -624,6 +691,29 @@ def test_load_policy_interpolates_from_its_env_argument(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policy(path, {})
     assert str(caught.value) == f"{path}:7: environment variable SHOP_DATABASE_URL is not set"
+
+
+@pytest.mark.parametrize(("bad", "line", "rule"), [
+    (b"\xff", 2, None), (b"\xc3(", 9, "r"), (b"\xe2\x82", 10, "s")])
+def test_bytes_that_are_not_utf8_are_an_error_on_their_line_and_rule(
+        tmp_path: Path, bad: bytes, line: int, rule: str | None) -> None:
+    """The first byte that is not UTF-8 is named with its line, offset and rule."""
+    text = ("policy: p\ndescription: X\nsources:\n  shop: {adapter: sql}\nrules:\n"
+            "  r:\n    table: t\n    retain: 1 day after x\n    legal_basis: X\n"
+            "  s: {table: u, retain: 1 day after y, description: X}\n")
+    lines = text.splitlines(keepends=True)
+    lines[line - 1] = lines[line - 1].replace("X", "@")
+    raw = "".join(lines).replace("X", "ok").encode().replace(b"@", b"ok " + bad)
+    path = tmp_path / "p.yaml"
+    path.write_bytes(raw)
+
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path, {})
+
+    offset = raw.index(bad)
+    assert caught.value.problems == (Problem(
+        str(path), line, rule, f"not UTF-8: byte 0x{bad[0]:02x} at offset {offset} "
+        "(save the file as UTF-8)"),)
 
 
 def test_a_missing_file_is_an_error_without_a_line(tmp_path: Path) -> None:
