@@ -39,6 +39,7 @@ class DueCount:
     total: int
     oldest_due_event: dt.datetime | None
     children: dict[str, int]
+    unreadable: int = 0  # rows whose event value is no instant: never due
 
 
 # Called inside the batch's transaction, after the changes and before the commit,

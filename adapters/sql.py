@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from retention.adapters import anonymize
+from retention.adapters import anonymize, sql_events
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import AffectedRow, Batch, BatchHook, DueCount
 from sqlalchemy import Connection, MetaData, Table, select
@@ -28,6 +28,7 @@ from sqlalchemy.exc import NoSuchTableError
 from retention.db import create_engine, safe_url, writing
 from retention.plan import ColumnInfo, Plan, TableInfo
 from retention.rules import Source
+from retention.stored import StoredForms
 
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
 
@@ -64,6 +65,9 @@ class SqlAdapter:
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
         self._foreign_keys: list[tuple[str, Any]] | None = None
+        self._forms: dict[tuple[Any, ...], StoredForms] = {}
+        if self.dialect == "sqlite":
+            sql_events.register(self.engine)
 
     @property
     def supports_returning(self) -> bool:
@@ -110,6 +114,21 @@ class SqlAdapter:
                 (fk.get("options") or {}).get("ondelete") or "").upper() in ("CASCADE",
                                                                             "SET NULL")})
 
+    def stored_forms(self, table: str, column: str, date: bool, naive_zone: str,
+                     date_zone: str) -> StoredForms | None:
+        """What ``column`` holds, where any column may hold any type (SQLite), else None.
+
+        Counted once per adapter (one aggregate query). Raises the driver's errors.
+        """
+        if self.dialect != "sqlite":
+            return None
+        key = (table, column, date, naive_zone, date_zone)
+        if key not in self._forms:
+            with self.engine.connect() as conn:
+                self._forms[key] = sql_events.census(conn, self.table(table), column, date,
+                                                     naive_zone, date_zone)
+        return self._forms[key]
+
     def _temporal(self, kind: Any) -> str | None:
         if isinstance(kind, sa.DateTime):
             if self.dialect == "postgresql":
@@ -128,6 +147,8 @@ class SqlAdapter:
         with self.engine.connect() as conn:
             due, oldest = conn.execute(q.count_due(table, plan, self.dialect)).one()
             held = conn.execute(q.count_held(table, plan, self.dialect)).scalar_one()
+            unreadable = conn.execute(q.count_unreadable(table, plan, self.dialect)
+                                      ).scalar_one()
             total = conn.execute(select(sa.func.count()).select_from(table)).scalar_one()
             children = {
                 child.table: conn.execute(
@@ -138,8 +159,8 @@ class SqlAdapter:
             }
         return DueCount(
             due=int(due), held=int(held), total=int(total),
-            oldest_due_event=None if oldest is None else plan.event_instant(oldest),
-            children=children,
+            oldest_due_event=sql_events.oldest_instant(plan, oldest),
+            children=children, unreadable=int(unreadable),
         )
 
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:

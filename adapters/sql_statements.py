@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from retention.adapters import sql_events
 from sqlalchemy import (
     ColumnElement,
     Delete,
@@ -80,7 +81,7 @@ def _held_values(table: Table, plan: Plan) -> list[Any]:
 def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     """The due predicate: event at or before the cutoff, the rule's filters, not held."""
     parts: list[ColumnElement[bool]] = [
-        table.c[plan.event_column] <= bind_value(plan.bound, dialect),
+        sql_events.compare(table, plan, dialect),
         *(_filter(table, f) for f in plan.filters),
     ]
     if plan.held_keys:
@@ -93,7 +94,7 @@ def held(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     if not plan.held_keys:
         return false()
     return and_(
-        table.c[plan.event_column] <= bind_value(plan.bound, dialect),
+        sql_events.compare(table, plan, dialect),
         *(_filter(table, f) for f in plan.filters),
         key_of(table, plan).in_(_held_values(table, plan)),
     )
@@ -139,7 +140,7 @@ def select_batch(
     """Up to ``batch_size`` due rows after key ``after``, in key order, locked if asked."""
     pk = [table.c[name] for name in plan.primary_key]
     extra = [table.c[a.column] for a in plan.action.columns]
-    stmt = select(*pk, table.c[plan.event_column], *extra).where(
+    stmt = select(*pk, sql_events.value(table, plan, dialect), *extra).where(
         due(table, plan, dialect), pending(table, plan)
     )
     if after is not None:
@@ -158,9 +159,15 @@ def delete_keys(table: Table, plan: Plan, dialect: str, keys: list[tuple[Any, ..
 
 
 def count_due(table: Table, plan: Plan, dialect: str) -> Select[Any]:
-    return select(func.count(), func.min(table.c[plan.event_column])).where(
+    return select(func.count(), sql_events.oldest(table, plan, dialect)).where(
         due(table, plan, dialect), pending(table, plan)
     )
+
+
+def count_unreadable(table: Table, plan: Plan, dialect: str) -> Select[Any]:
+    """Rows the rule's filters match whose event value is no instant (never due)."""
+    return select(func.count()).select_from(table).where(
+        sql_events.unreadable(table, plan, dialect), *(_filter(table, f) for f in plan.filters))
 
 
 def count_held(table: Table, plan: Plan, dialect: str) -> Select[Any]:

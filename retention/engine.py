@@ -100,6 +100,7 @@ def compile_plans(
             policy, rule, table,
             {c.table: schema.tables[(rule.source, c.table)] for c in rule.children},
             as_of, naive, held(rule, table.primary_key) if held else (),
+            forms=schema.forms.get((rule.source, rule.table, rule.event_column)),
         )
     return plans, failed
 

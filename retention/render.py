@@ -12,7 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-REPORT_COLUMNS = ("rule", "action", "due", "held", "due_next_30d", "cutoff", "oldest_due_event")
+REPORT_COLUMNS = ("rule", "action", "due", "held", "due_next_30d", "cutoff", "oldest_due_event",
+                  "unreadable_events")
 
 
 def to_json(data: Any) -> str:

@@ -40,7 +40,7 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
                 cutoff=plan.cutoff.isoformat(),
                 oldest_due_event=None if count.oldest_due_event is None
                 else count.oldest_due_event.isoformat(),
-                children=count.children,
+                children=count.children, unreadable_events=count.unreadable,
             )
             for days in HORIZONS:
                 later_at = as_of + dt.timedelta(days=days)
