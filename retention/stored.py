@@ -58,7 +58,8 @@ _ISO = re.compile(
     r"(?:[Tt ](?P<h>[0-9]{2}):(?P<mi>[0-9]{2})"
     r"(?::(?P<s>[0-9]{2})(?:[.,](?P<f>[0-9]+))?)?"
     r"(?: ?(?P<z>[Zz]|(?P<sign>[+-])(?P<oh>[0-9]{2})(?::?(?P<om>[0-9]{2}))?))?)?")
-_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+# A decimal number, also as SQLite writes a real as text (1.5e+12); longer text is no time.
+_NUMBER = re.compile(r"(?=.{1,40}$)[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,3})?")
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?")
 _CANONICAL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -139,8 +140,10 @@ def is_canonical(text: str, date: bool = False) -> bool:
         dt.date(int(text[:4]), int(text[5:7]), int(text[8:10]))
     except ValueError:
         return False
-    return date or (text[11:13] <= "23" and text[14:16] <= "59"
-                    and text[17:19] <= "59")
+    if date:  # the first instant of a day may be up to 14 hours before its UTC midnight
+        return text >= "0001-01-03"
+    return text >= "0001-01-02" and text[11:13] <= "23" and text[14:16] <= "59" \
+        and text[17:19] <= "59"
 
 
 def is_number(text: str) -> bool:
@@ -195,8 +198,8 @@ def _iso(text: str, naive_zone: dt.tzinfo | None, date_zone: dt.tzinfo) -> str |
     if hour > 23 or minute > 59 or second > 59:
         return None
     fraction = m["f"] or ""
-    nanos, rest = divmod(int(fraction or "0") * _NS, 10 ** len(fraction))
-    inside = rest > 0  # strictly inside the nanosecond
+    nanos = int(fraction[:9].ljust(9, "0"))
+    inside = fraction[9:].strip("0") != ""  # strictly inside the nanosecond
     wall = ((day.toordinal() - 1) * 86400 + hour * 3600 + minute * 60 + second) * _NS + nanos
     if m["z"] is not None:
         offset = 0

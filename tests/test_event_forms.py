@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -334,7 +336,8 @@ NEAR_NS = [0, 1, 999, 1000, 1001, 10**6, 10**9, 60 * 10**9, 3600 * 10**9, 86400 
            40 * 86400 * 10**9]
 OFFSETS = [-300, -210, -60, 0, 60, 120, 330, 345, 840]  # minutes east of UTC
 GARBAGE = ["0000-00-00 00:00:00", "2026-02-30 10:00:00", "2026-01-01 24:00:00", "soon", "",
-           "2026-01-01 10:00:00.", "2026-13-01", "2026-01-01T10:00:00+25:00", "١٩٩٩-01-01"]
+           "2026-01-01 10:00:00.", "2026-13-01", "2026-01-01T10:00:00+25:00",
+           "\u0661\u0669\u0669\u0669-01-01"]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 FAST_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None  # many small databases: RAM
 _NS = 10**9
@@ -478,3 +481,151 @@ def engine_plan(policy: Any, as_of: dt.datetime) -> Any:
     with engine.Session(policy) as session:
         plans, _ = engine.compile_plans(session, policy.rules, as_of)
     return plans["events"]
+
+
+# -- plan: which predicate, and why -------------------------------------------------
+
+
+@pytest.mark.parametrize(("values", "predicate", "why"), [
+    ({1: "2026-01-01 10:00:00", 2: "2026-01-01 13:00:00.25", 3: "n/a"}, "range",
+     "'YYYY-MM-DD HH:MM:SS[.f]'"),
+    ({1: "2026-01-01 10:00:00", 2: "2026-01-01T13:00:00Z"}, "parsed", "1 of 2 values"),
+])
+def test_plan_names_the_predicate_and_why(sqlite_url: str, tmp_path: Path,
+                                          values: dict[int, Any], predicate: str,
+                                          why: str) -> None:
+    """Canonical text only: the index range, with the canonical test in the statement;
+    any other form: every value read by retention_instant()."""
+    sqlite_table(sqlite_url, "DATETIME", values)
+    path = write_policy(tmp_path, policy_text(tmp_path, UNTIL))
+
+    proc = cli("plan", str(path), "--as-of", AS_OF, url=sqlite_url, cwd=tmp_path)
+
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("-- predicate:"))
+    assert line.startswith(f"-- predicate: {predicate} (") and why in line
+    select = proc.stdout.split("SELECT", 1)[1].split(";", 1)[0]
+    if predicate == "range":
+        assert "events.at <= ?" in select and "GLOB" in select
+    else:
+        assert "retention_instant(events.at" in select
+    assert "'2026-01-01 12:00:00.000000000'" in proc.stdout  # the cutoff key, bound
+
+
+def test_the_text_report_shows_unreadable_events(sqlite_url: str, tmp_path: Path) -> None:
+    sqlite_table(sqlite_url, "DATETIME", {1: "2026-01-01 10:00:00", 2: "0000-00-00 00:00:00"})
+    path = write_policy(tmp_path, policy_text(tmp_path, UNTIL))
+
+    proc = cli("report", str(path), "--as-of", AS_OF, url=sqlite_url, cwd=tmp_path)
+
+    assert proc.returncode == 0, proc.stderr
+    header, row = (x for x in proc.stdout.splitlines() if "unreadable_events" in x or
+                   "│ events" in x)
+    assert "unreadable_events" in header and row.rstrip("│ ").endswith("1")
+
+
+# -- SQLite: text, date and epoch columns ---------------------------------------------
+
+
+def test_a_text_column_of_iso_times_is_an_event_column(sqlite_url: str,
+                                                       tmp_path: Path) -> None:
+    """SQLite has no time type: a TEXT column of ISO-8601 times works like a DATETIME one."""
+    sqlite_table(sqlite_url, "TEXT", {1: "2026-01-01T11:00:00+00:00", 2: "2026-01-01T13:00Z",
+                                      3: "unknown"})
+
+    assert run_json(tmp_path, sqlite_url, UNTIL)["rules"][0]["deleted"] == 1
+    assert ids(sqlite_url) == [2, 3]
+
+
+def test_event_format_on_a_column_of_iso_text_only_is_bad_input(sqlite_url: str,
+                                                                tmp_path: Path) -> None:
+    sqlite_table(sqlite_url, "DATETIME", {1: "2026-01-01 11:00:00"})
+    text = policy_text(tmp_path, UNTIL + "    event_format: unix_seconds\n")
+    path = write_policy(tmp_path, text)
+
+    proc = cli("run", str(path), "--as-of", AS_OF, url=sqlite_url, cwd=tmp_path)
+
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"{path}:{len(text.splitlines())}: rule 'events': ")
+    assert "ISO-8601" in proc.stderr and "remove 'event_format'" in proc.stderr
+    assert raw_rows(sqlite_url) == {1: ("2026-01-01 11:00:00",)}
+
+
+@pytest.mark.parametrize(("values", "predicate"), [
+    ({1: "2025-11-30", 2: "2025-12-01", 3: "0000-00-00"}, "range"),
+    ({1: "2025-11-30", 2: "2025-12-01", 3: "2025-11-30 22:30:00+00:00"}, "parsed"),
+])
+def test_a_date_column_is_due_from_the_start_of_the_local_day_after(
+        sqlite_url: str, tmp_path: Path, values: dict[int, Any], predicate: str) -> None:
+    """'1 month after' a date: Nov 30 is due from Dec 31 00:00 Amsterdam, Dec 1 not yet."""
+    sqlite_table(sqlite_url, "DATE", values)
+    rule = "  events:\n    table: events\n    retain: 1 month after at\n"
+    policy = _engine_policy(tmp_path, sqlite_url, "1 month after at", "Europe/Amsterdam",
+                            False)
+    assert engine_plan(policy, NOON).predicate == predicate
+
+    result = run_json(tmp_path, sqlite_url, rule)
+
+    assert result["rules"][0]["deleted"] == (1 if predicate == "range" else 2)
+    assert ids(sqlite_url) == [2, 3] if predicate == "range" else [2]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), fmt=st.sampled_from(list(stored.EVENT_FORMATS)),
+       phrase=st.sampled_from(PHRASES), declared=st.sampled_from(["DATETIME", "INTEGER",
+                                                                   "REAL", "TEXT", "BLOB"]))
+def test_epoch_values_of_any_storage_class_are_due_exactly(
+        data: st.DataObject, fmt: str, phrase: str, declared: str) -> None:
+    """Integers, reals and numeric text near the cutoff, in columns of any declared type."""
+    unit = _NS if fmt == stored.UNIX_SECONDS else 10**6
+    cut_ns = _ns(calendar.cutoff(NOON, parse(phrase), calendar.zone("UTC")))
+    values = data.draw(st.lists(st.one_of(
+        st.integers(-3, 3).map(lambda d: (cut_ns // unit + d)),
+        st.integers(-3000, 3000).map(lambda d: (cut_ns + d * 1000) / unit),
+        st.integers(-3, 3).map(lambda d: str(cut_ns // unit + d)),
+        st.sampled_from(["soon", "-", "2026-01-01T10:00:00Z"])), min_size=1, max_size=10))
+    with tempfile.TemporaryDirectory(dir=FAST_DIR) as name:
+        directory = Path(name)
+        url = f"sqlite:///{directory}/target.db"
+        sqlite_table(url, declared, dict(enumerate(values)))
+        kept = raw_rows(url)
+        policy = _engine_policy(directory, url, phrase, "UTC", False,
+                                f"    event_format: {fmt}\n")
+
+        outcome = engine.run(policy, NOON)
+
+        due = {i for i, v in enumerate(values) if _epoch_due(kept[i][0], fmt, phrase)}
+        assert outcome.rules[0].error is None
+        assert outcome.rules[0].deleted == len(due)
+        assert ids(url) == sorted(set(range(len(values))) - due)
+
+
+def _epoch_due(value: Any, fmt: str, phrase: str) -> bool:
+    """The oracle: the exact instant of the stored number (as SQLite stored it) is due."""
+    if isinstance(value, str):
+        try:
+            number = Fraction(value)
+        except ValueError:
+            text = stored.read(value, None, None, dt.UTC)
+            return text is not None and _oracle_due(
+                _ns(stored.instant(text)), phrase, "UTC", NOON)
+    else:
+        number = Fraction(value)
+    unit = _NS if fmt == stored.UNIX_SECONDS else 10**6
+    exact = number * unit
+    retain = parse(phrase)
+    if retain.kind in (Kind.UNTIL, Kind.HOURS):
+        return exact + retain.total_hours * 3600 * _NS <= _ns(NOON)
+    return calendar.due_at(_dt(math.floor(exact)), retain, dt.UTC) <= NOON
+
+
+def test_event_format_may_be_a_default_for_every_rule(tmp_path: Path) -> None:
+    """`defaults: {event_format: unix_millis}` reaches each rule; a rule may override it."""
+    text = (f"policy: p\nsources:\n  db: {{adapter: sql, url: 'sqlite:///{tmp_path}/x.db'}}\n"
+            "defaults:\n  event_format: unix_millis\nrules:\n"
+            "  a:\n    table: a\n    retain: until at\n"
+            "  b:\n    table: b\n    retain: until at\n    event_format: unix_seconds\n")
+
+    policy = load_policy(write_policy(tmp_path, text))
+
+    assert [r.event_format for r in policy.rules] == ["unix_millis", "unix_seconds"]
