@@ -63,7 +63,8 @@ def enforce(
             result.recovered = len(reconcile(store, policy, adapter, run_id, plan.rule))
         count = adapter.count(plan)
         result.held, result.due = count.held, count.due
-        log.info("rule_planned", plan=result.plan, due=count.due, held=count.held)
+        log.info("rule_planned", plan=result.plan, due=count.due, held=count.held,
+                 unreadable=count.unreadable)
         why = limit_reason(plan, count, max_rows)
         if why:
             result.status, result.error = Status.STOPPED, why

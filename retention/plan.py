@@ -234,7 +234,7 @@ def choose_predicate(column: ColumnInfo, kind: EventType, forms: StoredForms | N
                                       f"read as {event_format} or ISO-8601")
         return Predicate.EPOCH, (f"all {forms.values} values are numbers: compared as "
                                  f"{event_format}")
-    if kind is EventType.NAIVE_LOCAL and forms.other_texts + forms.canonical:
+    if kind is EventType.NAIVE_LOCAL:  # wall-clock text does not sort as instants do
         return Predicate.PARSED, (f"naive times are local (naive_timestamps: local): each of "
                                   f"the {forms.values} values is read as an instant")
     if forms.other_texts:

@@ -197,16 +197,18 @@ WP_COMMENTS = "  comments:\n    table: wp_comments\n" \
               "    retain: 30 days after comment_date_gmt\n"
 
 
-def test_mariadb_zero_dates_are_never_due_and_are_counted(mariadb_url: str,
-                                                          tmp_path: Path) -> None:
-    """WordPress writes '0000-00-00 00:00:00' for "unknown"; such rows are never deleted."""
+@pytest.mark.parametrize("kind", ["datetime", "date"])
+def test_mariadb_zero_dates_are_never_due_and_are_counted(mariadb_url: str, tmp_path: Path,
+                                                          kind: str) -> None:
+    """WordPress writes '0000-00-00 00:00:00' for "unknown"; such rows are never deleted,
+    nor are dates with a zero or overflowing month or day, or in the year 0."""
     eng = sa.create_engine(mariadb_url)
     try:
         with eng.begin() as conn:
             conn.exec_driver_sql("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'")
             conn.exec_driver_sql(
                 "CREATE TABLE wp_comments (comment_ID bigint unsigned PRIMARY KEY, "
-                "comment_date_gmt datetime NOT NULL DEFAULT '0000-00-00 00:00:00', "
+                f"comment_date_gmt {kind} NOT NULL DEFAULT '0000-00-00 00:00:00', "
                 "KEY (comment_date_gmt))")
             conn.exec_driver_sql(
                 "INSERT INTO wp_comments VALUES (1, '0000-00-00 00:00:00'), "
@@ -221,9 +223,12 @@ def test_mariadb_zero_dates_are_never_due_and_are_counted(mariadb_url: str,
     result = run_json(tmp_path, mariadb_url, WP_COMMENTS)
 
     # 30 days after 2025-12-01 (Amsterdam) ends 2025-12-31; due from 2026-01-01 00:00 local.
-    assert (report["due"], report["unreadable_events"]) == (2, 5)
-    assert result["rules"][0]["deleted"] == 2
-    assert ids(mariadb_url, "wp_comments", "comment_ID") == [1, 2, 3, 4, 5, 8]
+    # 2025-12-01 23:00 UTC is already December 2 in Amsterdam; as a date it is December 1.
+    due = 2 if kind == "datetime" else 3
+    assert (report["due"], report["unreadable_events"]) == (due, 5)
+    assert result["rules"][0]["deleted"] == due
+    assert ids(mariadb_url, "wp_comments", "comment_ID") == (
+        [1, 2, 3, 4, 5, 8] if kind == "datetime" else [1, 2, 3, 4, 5])
 
 
 @pytest.mark.parametrize("kind", ["timestamp", "timestamptz", "date"])
