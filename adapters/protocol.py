@@ -59,6 +59,10 @@ class Adapter(Protocol):
         rows first and deletes exactly those.
     ``url``
         The address of the store with any password hidden, for logs and reports.
+
+    Optional: ``stored_forms(table, column, date, naive_zone, date_zone)`` returns
+    a ``retention.stored.StoredForms`` where any column may hold any type (SQLite):
+    validation and the planner then decide from the values, not the declared type.
     """
 
     name: str
