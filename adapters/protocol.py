@@ -42,6 +42,7 @@ class DueCount:
     # rows that would be due but are kept because a table the rule does not declare
     # references them, per referencing table (every such table, 0 included)
     blocked: dict[str, int] = field(default_factory=dict)
+    unreadable: int = 0  # rows whose event value is no instant: never due
 
 
 # Called inside the batch's transaction, after the changes and before the commit,
@@ -71,6 +72,10 @@ class Adapter(Protocol):
     ``cascades_to(table) -> list[str]``
         Tables whose rows a delete from ``table`` changes by itself (ON DELETE
         CASCADE / SET NULL); they must be declared as children.
+
+    ``stored_forms(table, column, date, naive_zone, date_zone)`` returns
+        A ``retention.stored.StoredForms`` where any column may hold any type (SQLite):
+        Validation and the planner then decide from the values, not the declared type.
     """
 
     name: str

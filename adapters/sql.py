@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from retention.adapters import anonymize
+from retention.adapters import anonymize, sql_events
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import AffectedRow, Batch, BatchHook, DueCount
 from sqlalchemy import Connection, MetaData, Table, select
@@ -29,6 +29,7 @@ from sqlalchemy.exc import NoSuchTableError
 from retention.db import create_engine, safe_url, writing
 from retention.plan import ColumnInfo, ColumnKind, ForeignKeyInfo, Plan, TableInfo
 from retention.rules import Source
+from retention.stored import StoredForms
 
 log = structlog.get_logger("retention.adapters.sql")
 
@@ -113,6 +114,9 @@ class SqlAdapter:
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
         self._foreign_keys: list[ForeignKeyInfo] | None = None
+        self._forms: dict[tuple[Any, ...], StoredForms] = {}
+        if self.dialect == "sqlite":
+            sql_events.register(self.engine)
 
     @property
     def supports_returning(self) -> bool:
@@ -168,6 +172,21 @@ class SqlAdapter:
         return sorted({fk.table for fk in self.foreign_keys_into(table)
                        if fk.ondelete in ("CASCADE", "SET NULL")})
 
+    def stored_forms(self, table: str, column: str, date: bool, naive_zone: str,
+                     date_zone: str) -> StoredForms | None:
+        """What ``column`` holds, where any column may hold any type (SQLite), else None.
+
+        Counted once per adapter (one aggregate query). Raises the driver's errors.
+        """
+        if self.dialect != "sqlite":
+            return None
+        key = (table, column, date, naive_zone, date_zone)
+        if key not in self._forms:
+            with self.engine.connect() as conn:
+                self._forms[key] = sql_events.census(conn, self.table(table), column, date,
+                                                     naive_zone, date_zone)
+        return self._forms[key]
+
     def _temporal(self, kind: Any) -> str | None:
         if isinstance(kind, sa.DateTime):
             if self.dialect == "postgresql":
@@ -186,6 +205,8 @@ class SqlAdapter:
         with self.engine.connect() as conn:
             due, oldest = conn.execute(q.count_due(table, plan, self.dialect)).one()
             held = conn.execute(q.count_held(table, plan, self.dialect)).scalar_one()
+            unreadable = conn.execute(q.count_unreadable(table, plan, self.dialect)
+                                      ).scalar_one()
             total = conn.execute(select(sa.func.count()).select_from(table)).scalar_one()
             children = {
                 child.table: conn.execute(
@@ -199,8 +220,8 @@ class SqlAdapter:
                 name: int(n) for name, n in conn.execute(blocking).one()._mapping.items()}
         return DueCount(
             due=int(due), held=int(held), total=int(total),
-            oldest_due_event=None if oldest is None else plan.event_instant(oldest),
-            children=children, blocked=blocked,
+            oldest_due_event=sql_events.oldest_instant(plan, oldest),
+            children=children, blocked=blocked, unreadable=int(unreadable),
         )
 
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from retention.adapters import sql_events
 from retention.adapters.anonymize import HEX64, PREFIX, TRUNCATED_IP
 from sqlalchemy import (
     Column,
@@ -97,7 +98,7 @@ def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     """The due predicate: event at or before the cutoff, the rule's filters, not yet
     anonymized (anonymize rules), not held."""
     parts: list[ColumnElement[bool]] = [
-        table.c[plan.event_column] <= bind_value(plan.bound, dialect),
+        sql_events.compare(table, plan, dialect),
         *(_filter(table, f) for f in plan.filters),
         pending(table, plan, dialect),
     ]
@@ -136,7 +137,7 @@ def held(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     if not plan.held_keys:
         return false()
     return and_(
-        table.c[plan.event_column] <= bind_value(plan.bound, dialect),
+        sql_events.compare(table, plan, dialect),
         *(_filter(table, f) for f in plan.filters),
         pending(table, plan, dialect),
         key_of(table, plan).in_(_held_values(table, plan)),
@@ -215,7 +216,8 @@ def select_batch(
     """Up to ``batch_size`` due rows after key ``after``, in key order, locked if asked."""
     pk = [table.c[name] for name in plan.primary_key]
     extra = [table.c[a.column] for a in plan.action.columns]
-    stmt = select(*pk, table.c[plan.event_column], *extra).where(due(table, plan, dialect))
+    stmt = select(*pk, sql_events.value(table, plan, dialect), *extra).where(
+        due(table, plan, dialect))
     if after is not None:
         stmt = stmt.where(key_of(table, plan) > (after[0] if len(pk) == 1 else tuple_(*after)))
     stmt = stmt.order_by(*pk).limit(plan.batch_size)
@@ -232,7 +234,7 @@ def delete_keys(table: Table, plan: Plan, dialect: str, keys: list[tuple[Any, ..
 
 
 def count_due(table: Table, plan: Plan, dialect: str) -> Select[Any]:
-    return select(func.count(), func.min(table.c[plan.event_column])).where(
+    return select(func.count(), sql_events.oldest(table, plan, dialect)).where(
         due(table, plan, dialect))
 
 
@@ -248,6 +250,12 @@ def count_blocked(table: Table, plan: Plan, dialect: str) -> Select[Any] | None:
         func.count(case((or_(*(referenced(table, plan, r) for r in refs)), 1))).label(name)
         for name, refs in by_table.items()
     )).select_from(table).where(due(table, unreferenced, dialect))
+
+
+def count_unreadable(table: Table, plan: Plan, dialect: str) -> Select[Any]:
+    """Rows the rule's filters match whose event value is no instant (never due)."""
+    return select(func.count()).select_from(table).where(
+        sql_events.unreadable(table, plan, dialect), *(_filter(table, f) for f in plan.filters))
 
 
 def count_held(table: Table, plan: Plan, dialect: str) -> Select[Any]:

@@ -71,6 +71,7 @@ def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
                 continue
             compiled = plans[rule.name]
             click.echo(f"-- cutoff: {compiled.cutoff.isoformat()}")
+            click.echo(f"-- predicate: {compiled.predicate} ({compiled.predicate_reason})")
             click.echo(f"-- {compiled.describe()}")
             for statement in session.adapter(rule.source).statements(compiled):
                 sql, _, params = statement.partition("\n-- parameters:")

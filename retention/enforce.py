@@ -64,6 +64,7 @@ def enforce(
         count = adapter.count(plan)
         result.held, result.due, result.blocked = count.held, count.due, dict(count.blocked)
         log.info("rule_planned", plan=result.plan, due=count.due, held=count.held,
+                 unreadable=count.unreadable,
                  **({"blocked": result.blocked} if result.blocked else {}))
         why = limit_reason(plan, count, max_rows)
         if why:

@@ -105,6 +105,7 @@ def compile_plans(
                 {c.table: schema.tables[(rule.source, c.table)] for c in rule.children},
                 as_of, naive, held(rule, table.primary_key) if held else (),
                 foreign_keys=schema.foreign_keys_of(rule),
+                forms=schema.forms.get((rule.source, rule.table, rule.event_column)),
             )
         except PolicyError as exc:  # a cutoff outside the calendar: every rule's, then stop
             problems.extend(exc.problems)

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from retention import calendar
+from retention import calendar, stored
 from retention.errors import PolicyError
-from retention.phrase import Retain
+from retention.phrase import Kind, Retain
 from retention.rules import Action, Filter, Policy, Rule
+from retention.stored import StoredForms
 
 
 class EventType(StrEnum):
@@ -39,6 +40,14 @@ class ColumnKind(StrEnum):
     DATE = "date"
     TIMESTAMP = "timestamp"
     OTHER = "other"  # not checked: compared as written
+
+
+class Predicate(StrEnum):
+    """How the due predicate compares the event column with the cutoff."""
+
+    RANGE = "range"  # event_column <= bound: the database compares (an index range)
+    PARSED = "parsed"  # every value read by retention.stored inside the database
+    EPOCH = "epoch"  # event_column <= bound as epoch numbers (an index range)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +162,17 @@ class Plan:
     statement_timeout: float = 120.0  # seconds
     text_columns: frozenset[str] = frozenset()
     references: tuple[Reference, ...] = ()  # undeclared foreign keys: their rows are kept
+    event_format: str | None = None  # unix_seconds / unix_millis: the column holds numbers
+    predicate: Predicate = Predicate.RANGE
+    predicate_reason: str = ""  # why this predicate selects exactly the due rows
+    naive_zone: str = ""  # the zone naive stored text is read in ("" for UTC)
 
     def describe(self) -> str:
         """One line for the audit record, the logs and ``retention plan``."""
-        where = [f"{self.event_column} <= {_show(self.bound)}", *(str(f) for f in self.filters)]
+        event = (f"retention_instant({self.event_column})"
+                 if self.predicate is Predicate.PARSED else self.event_column)
+        unit = f" ({self.event_format})" if self.event_format else ""
+        where = [f"{event} <= {_show(self.bound)}{unit}", *(str(f) for f in self.filters)]
         if self.held_keys:
             where.append(f"key not in {len(self.held_keys)} held key(s)")
         where += [f"not referenced by {r}" + (f" through {r.referred}" if r.via_key else "")
@@ -164,12 +180,23 @@ class Plan:
         kids = "".join(f" with {c.table} by {c.key}" for c in self.children)
         return (
             f"{self.action} {self.table}{kids} where {' and '.join(where)} "
-            f"({self.retain}; as of {self.as_of.isoformat()}, {self.timezone})"
+            f"({self.retain}; as of {self.as_of.isoformat()}, {self.timezone}; "
+            f"{self.predicate} predicate: {self.predicate_reason})"
         )
 
     def event_instant(self, value: Any) -> dt.datetime:
-        """A stored event value as an aware UTC instant."""
+        """A stored event value as an aware UTC instant (truncated to the microsecond).
+
+        Raises ``ValueError`` for a value that is no instant (the due predicate never
+        selects one).
+        """
         tz = calendar.zone(self.timezone)
+        if not isinstance(value, dt.date):
+            found = stored.read(value, self.event_format,
+                                calendar.zone(self.naive_zone) if self.naive_zone else None, tz)
+            if found is None:
+                raise ValueError(f"a stored value of {self.event_column!r} is no instant")
+            return stored.instant(found)
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
                 return value.astimezone(dt.UTC)
@@ -178,7 +205,6 @@ class Plan:
             return value.replace(tzinfo=dt.UTC)
         if isinstance(value, dt.date):
             return calendar.first_instant(value, tz)
-        raise TypeError(f"event value {value!r} is not a date or timestamp")
 
     def due_instant(self, value: Any) -> dt.datetime:
         return calendar.due_at(self.event_instant(value), self.retain,
@@ -204,21 +230,39 @@ def make_plan(
     naive_timestamps: str = "utc",
     held_keys: tuple[tuple[Any, ...], ...] = (),
     foreign_keys: tuple[ForeignKeyInfo, ...] = (),
+    forms: StoredForms | None = None,
 ) -> Plan:
     """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated.
 
     ``foreign_keys`` are those into the rule's table and its declared children.
+    ``forms`` is what the event column holds where the database lets a column hold
+    any type (SQLite); None where the declared type is what it holds.
     Raises :class:`PolicyError` (on the rule's ``retain`` line) when the cutoff at
     ``as_of`` falls outside the calendar.
     """
     tz = calendar.zone(policy.timezone)
-    kind = event_type(table.columns[rule.event_column], naive_timestamps)
-    if kind is None:
+    column = table.columns[rule.event_column]
+    kind = event_type(column, naive_timestamps)
+    if kind is None and forms is None and rule.event_format is None:
         raise ValueError(f"{rule.event_column} is not a date or timestamp column")
-    bound: Any
+    if kind is None:
+        kind = EventType.NAIVE_LOCAL if naive_timestamps == "local" else EventType.NAIVE_UTC
+    predicate, reason = choose_predicate(column, kind, forms, rule.event_format)
     try:
         cut = calendar.cutoff(as_of, rule.retain, tz)
-        if kind is EventType.DATE:
+        # Calendar spans: every event of the cutoff's microsecond is due (finer stored values).
+        whole = rule.retain.kind is Kind.CALENDAR
+        bound: Any
+        if predicate is Predicate.EPOCH:
+            assert rule.event_format is not None
+            bound = stored.epoch_bound(cut, rule.event_format, whole,
+                                       real=bool(forms and forms.reals))
+        elif predicate is Predicate.PARSED:
+            bound = stored.cutoff_key(cut, whole)
+        elif forms is not None:  # canonical text: compared as text
+            bound = (calendar.cutoff_date(cut, tz).isoformat() if kind is EventType.DATE
+                     else stored.cutoff_key(cut, whole))
+        elif kind is EventType.DATE:
             bound = calendar.cutoff_date(cut, tz)
         elif kind is EventType.NAIVE_LOCAL:
             bound = calendar.as_local_naive(cut, tz)
@@ -257,7 +301,37 @@ def make_plan(
         statement_timeout=rule.statement_timeout,
         text_columns=frozenset(c.name for c in table.columns.values() if c.text),
         references=blocking_references(rule, foreign_keys),
+        event_format=rule.event_format,
+        predicate=predicate,
+        predicate_reason=reason,
+        naive_zone=policy.timezone if naive_timestamps == "local" else "",
     )
+
+
+def choose_predicate(column: ColumnInfo, kind: EventType, forms: StoredForms | None,
+                     event_format: str | None) -> tuple[Predicate, str]:
+    """The predicate that selects exactly the due rows of this column, and why."""
+    if forms is None:
+        if event_format is not None:
+            return Predicate.EPOCH, f"{column.type_name} column of {event_format}"
+        return Predicate.RANGE, (f"{column.type_name} column: the database compares its "
+                                 "values (values that are no instant are never due)")
+    shape = stored.DATE_SHAPE if kind is EventType.DATE else stored.DATETIME_SHAPE
+    other = forms.values - forms.integers - forms.reals
+    if event_format is not None:
+        if other:
+            return Predicate.PARSED, (f"{other} of {forms.values} values are text: each is "
+                                      f"read as {event_format} or ISO-8601")
+        return Predicate.EPOCH, (f"all {forms.values} values are numbers: compared as "
+                                 f"{event_format}")
+    if kind is EventType.NAIVE_LOCAL:  # wall-clock text does not sort as instants do
+        return Predicate.PARSED, (f"naive times are local (naive_timestamps: local): each of "
+                                  f"the {forms.values} values is read as an instant")
+    if forms.other_texts:
+        return Predicate.PARSED, (f"{forms.other_texts} of {forms.values} values are not "
+                                  f"'{shape}' text: each is read as ISO-8601")
+    return Predicate.RANGE, (f"all {forms.canonical} readable values are '{shape}' text, "
+                             "checked now and in the statement: compared as text")
 
 
 def _show(value: Any) -> str:

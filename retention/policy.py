@@ -50,6 +50,7 @@ from retention.rules import (
     Rule,
     Source,
 )
+from retention.stored import EVENT_FORMATS
 
 DEFAULT_AUDIT_URL = "sqlite:///retention-audit.db"  # the embedded audit store
 DEFAULT_TIMEZONE = "UTC"  # calendar of a policy that names none
@@ -58,7 +59,7 @@ _TOP_KEYS = {"policy", "version", "timezone", "sources", "audit", "defaults", "r
              "description"}
 _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "action",
               "legal_basis", "description", "schedule", "batch_size", "max_fraction", "max_rows",
-              "lock_timeout", "statement_timeout"}
+              "lock_timeout", "statement_timeout", "event_format"}
 _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description"}
 
 
@@ -314,6 +315,10 @@ def _rule(
                            low=MIN_TIMEOUT, high=MAX_LOCK_TIMEOUT)
     statement_timeout = _number(merged, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, float,
                                 at, name, out, low=MIN_TIMEOUT, high=MAX_STATEMENT_TIMEOUT)
+    event_format = merged.get("event_format")
+    if event_format is not None and event_format not in EVENT_FORMATS:
+        out.add(at("event_format"), name, f"'event_format' must be one of "
+                f"{', '.join(EVENT_FORMATS)}, got {event_format!r}")
     if len(out.problems) > before or retain is None:
         return None
     return Rule(
@@ -325,6 +330,7 @@ def _rule(
         max_rows=None if max_rows is None else int(max_rows),
         lock_timeout=float(lock_timeout), statement_timeout=float(statement_timeout),
         line=line, lines=lines,
+        event_format=None if event_format is None else str(event_format),
     )
 
 

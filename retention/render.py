@@ -13,14 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 REPORT_COLUMNS = ("rule", "action", "due", "held", "due_next_30d", "cutoff", "oldest_due_event",
-                  "blocked", "would_stop")
+                  "blocked", "would_stop", "unreadable_events")
 
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+          width: int = 160) -> str:
     """A table as text; plain box characters when the output is not a terminal."""
     out = Table(title=title, show_lines=False)
     for column in columns:
@@ -28,7 +29,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for row in rows:
         out.add_row(*("" if v is None else str(v) for v in row))
     buffer = io.StringIO()
-    Console(file=buffer, width=160, force_terminal=False, color_system=None).print(out)
+    Console(file=buffer, width=width, force_terminal=False, color_system=None).print(out)
     return buffer.getvalue()
 
 
@@ -83,7 +84,12 @@ def report(report_data: dict[str, Any], fmt: str) -> str:
         return markdown(title, REPORT_COLUMNS, rows)
     if fmt == "html":
         return html_page(title, REPORT_COLUMNS, rows)
-    text = table(title, REPORT_COLUMNS, rows)
+    stops = {r["rule"]: r["would_stop"] for r in report_data["rules"] if r.get("would_stop")}
+    at = REPORT_COLUMNS.index("would_stop")
+    for row in rows:  # a terminal table folds long reasons; they follow the table in full
+        row[at] = "yes (below)" if row[0] in stops else ""
+    text = table(title, REPORT_COLUMNS, rows, width=220)
+    text += "".join(f"would_stop: rule {name!r}: {why}\n" for name, why in stops.items())
     if report_data.get("uncovered"):
         text += "Tables no rule covers: " + ", ".join(
             f"{u['source']}.{u['table']}" for u in report_data["uncovered"]) + "\n"

@@ -82,6 +82,7 @@ def _counts(session: Session, rule: Rule, plan: Plan, ahead: dict[int, dt.dateti
         oldest_due_event=None if count.oldest_due_event is None
         else count.oldest_due_event.isoformat(),
         children=count.children, blocked=count.blocked,
+        unreadable_events=count.unreadable,
         would_stop=limit_reason(plan, count, None),  # the decision a run makes now
     )
     for days, later_at in ahead.items():

@@ -136,6 +136,7 @@ class Rule:
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
     line: int = field(default=0, compare=False)  # where it is written is not what it says
     lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+    event_format: str | None = None  # unix_seconds / unix_millis: epoch numbers, not times
 
     def line_of(self, key: str) -> int:
         return self.lines.get(key, self.line)

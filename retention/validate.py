@@ -17,6 +17,7 @@ from retention.adapters.protocol import Adapter
 from retention.errors import Problem
 from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo, blocking_references
 from retention.rules import REDACTED, ColumnAction, Filter, Op, Policy, Rule, Strategy
+from retention.stored import StoredForms
 
 HASH_LENGTH = 64  # characters of a hex HMAC-SHA-256 digest
 _ADDRESS_TYPES = ("INET", "CIDR")  # PostgreSQL address types truncate_ip reads natively
@@ -28,6 +29,9 @@ class Schema:
 
     tables: dict[tuple[str, str], TableInfo] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)  # source -> error text
+    # (source, table, column) -> what an event column holds, where any column may hold
+    # any type (SQLite)
+    forms: dict[tuple[str, str, str], StoredForms] = field(default_factory=dict)
     # (source, table) -> the reflected foreign keys into that table
     foreign_keys: dict[tuple[str, str], tuple[ForeignKeyInfo, ...]] = field(
         default_factory=dict)
@@ -87,9 +91,12 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
         else:
             problem("events", f"unknown column {rule.event_column!r} for event {word!r} "
                     f"in {rule.table!r}")
-    elif column.temporal is None:
-        problem("events", f"column {rule.event_column!r} is {column.type_name}, "
-                "not a date or timestamp")
+    else:
+        forms = _forms(policy, rule, adapter, column)
+        if forms is not None:
+            schema.forms[(rule.source, info.name, column.name)] = forms
+        for key, message in event_problems(rule, column, forms):
+            problem(key, message)
     for f in rule.filters:
         if f.column not in info.columns:
             problem("where", f"unknown column {f.column!r} in {rule.table!r}")
@@ -205,6 +212,50 @@ def _where_values(policy: Policy, rule: Rule, where: Filter, column: ColumnInfo
     line = rule.lines.get(f"where.{where.column}", rule.line_of("where"))
     return [Problem(policy.path, line, rule.name, f"where {where.column!r}: {why}")
             for why in (values.problem(v, column) for v in where.values) if why]
+
+
+def _forms(policy: Policy, rule: Rule, adapter: Adapter, column: ColumnInfo
+           ) -> StoredForms | None:
+    census = getattr(adapter, "stored_forms", None)
+    if census is None:
+        return None
+    assert rule.table is not None
+    local = policy.sources[rule.source].options.get("naive_timestamps") == "local"
+    found: StoredForms | None = census(rule.table, column.name, column.temporal == "date",
+                                       policy.timezone if local else "", policy.timezone)
+    return found
+
+
+def event_problems(rule: Rule, column: ColumnInfo, forms: StoredForms | None
+                   ) -> list[tuple[str, str]]:
+    """What is wrong with ``column`` as the rule's event column: (policy key, message)."""
+    events = "events" if "events" in rule.lines else "retain"
+    name, kind = column.name, column.type_name
+    numbers = "set 'event_format: unix_seconds' or 'unix_millis'"
+    if forms is None:  # the declared type is what the column holds
+        if rule.event_format is not None and column.temporal is not None:
+            return [("event_format", f"column {name!r} is {kind}, a date or timestamp type, "
+                     "not epoch numbers: remove 'event_format'")]
+        if rule.event_format is not None and column.python_type is not int:
+            return [("event_format", f"column {name!r} is {kind}, not an integer column: "
+                     "'event_format' reads epoch numbers")]
+        if rule.event_format is None and column.temporal is None:
+            hint = f" (if it holds epoch times, {numbers})" if column.python_type is int else ""
+            return [(events, f"column {name!r} is {kind}, not a date or timestamp{hint}")]
+        return []
+    if rule.event_format is not None:
+        if forms.texts and not forms.numbers:
+            return [("event_format", f"column {name!r} holds {forms.texts} ISO-8601 text "
+                     "value(s) and no numbers: remove 'event_format'")]
+        return []
+    if forms.numbers:
+        return [(events, f"column {name!r} holds {forms.integers} integer, {forms.reals} "
+                 f"real and {forms.number_texts} numeric text value(s), not timestamps: if "
+                 f"they are epoch times, {numbers}")]
+    if column.temporal is None and forms.values and not forms.texts:
+        return [(events, f"column {name!r} is {kind}, not a date or timestamp, and none of "
+                 f"its {forms.values} values is a date or timestamp")]
+    return []
 
 
 def reason(exc: BaseException) -> str:

@@ -335,8 +335,6 @@ def test_wordpress_comments_lose_their_personal_data_after_six_months(
     assert again["comment-personal-data"]["anonymized"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="needs item 1 of issue 7 (helper timeforms): MySQL "
-                   "zero dates are no event, counted as unreadable_events")
 @pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
 def test_wordpress_zero_dates_are_never_due_and_are_counted(db_url: str,
                                                             tmp_path: Path) -> None:
