@@ -92,19 +92,51 @@ class Adapter(Protocol):
         """The statements a run of ``plan`` executes, as SQL text with bound parameters."""
         ...
 
-    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook) -> Batch:
+    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
+                  batch_id: str | None = None) -> Batch:
         """Delete or anonymize the next batch of due rows after key ``after``.
 
         One short transaction: select and lock up to ``plan.batch_size`` due rows,
         remove their children and them (or anonymize them), call ``hook`` with the
         batch and the connection, then commit. If ``hook`` raises, the
-        transaction rolls back and the exception propagates. Raises the driver's
-        errors (wrapped by SQLAlchemy) on connection loss, timeouts or deadlocks.
+        transaction rolls back and the exception propagates.
+
+        With ``batch_id``, a batch that changes rows also writes its commit marker
+        in the same transaction, before ``hook``: :meth:`committed` later proves
+        whether it committed. The store for the markers is created before the
+        transaction on first use (never by the reading methods).
+
+        Raises the driver's errors (wrapped by SQLAlchemy) on connection loss,
+        timeouts or deadlocks, and an integrity error when ``batch_id`` was
+        already settled by :meth:`committed` (the batch rolls back).
+        """
+        ...
+
+    def committed(self, batch_ids: list[str]) -> set[str]:
+        """Those of ``batch_ids`` whose transaction committed, proven by their markers.
+
+        Every other id is fenced before the answer: a marker saying "not committed"
+        takes its place, so a transaction of that batch still in flight (a dropped
+        connection during COMMIT) waits for it and can never commit afterwards. The
+        answer is final. Waits for such a transaction (bounded by a lock timeout);
+        raises the driver's errors when the store cannot be reached or the wait
+        times out, and ``LookupError`` when the marker store is missing (it was
+        dropped or restored from an older backup: nothing can be proven).
+        """
+        ...
+
+    def forget(self, batch_ids: list[str]) -> None:
+        """Delete the markers of ``batch_ids`` (batches closed in the audit log).
+
+        Raises the driver's errors when the store cannot be reached.
         """
         ...
 
     def exists(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Those of ``keys`` that still have a row in ``table`` (for crash recovery).
+        """Those of ``keys`` that still have a row in ``table``.
+
+        Used for holds on keys and to settle batches left open by a version without
+        commit markers (never to settle a marked batch).
 
         Raises the driver's errors when the store cannot be reached.
         """

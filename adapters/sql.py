@@ -9,6 +9,9 @@ Database differences live here, keyed on the dialect name:
 * ``DELETE ... RETURNING`` is used where the dialect has it (SQLite >= 3.35,
   PostgreSQL, MariaDB); elsewhere the locked selection is deleted and the row
   count must match it.
+* Commit markers (``retention_batch_marks``, :mod:`sql_marks`): a batch given an
+  id writes a row there in its own transaction, so whether it committed can be
+  proven later.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sqlalchemy as sa
 from retention.adapters import anonymize
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import AffectedRow, Batch, BatchHook, DueCount
+from retention.adapters.sql_marks import Marks
 from sqlalchemy import Connection, MetaData, Table, select
 from sqlalchemy.exc import NoSuchTableError
 
@@ -64,6 +68,7 @@ class SqlAdapter:
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
         self._foreign_keys: list[tuple[str, Any]] | None = None
+        self.marks = Marks(self.engine, self.schema, self.url)
 
     @property
     def supports_returning(self) -> bool:
@@ -192,9 +197,12 @@ class SqlAdapter:
 
     # -- changing -----------------------------------------------------------------
 
-    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook) -> Batch:
+    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
+                  batch_id: str | None = None) -> Batch:
         table = self.table(plan.table)
         width = len(plan.primary_key)
+        if batch_id is not None:
+            self.marks.ensure()
         with writing(self.engine) as conn:
             self._timeouts(conn, plan)
             rows = list(conn.execute(
@@ -209,8 +217,18 @@ class SqlAdapter:
             else:
                 affected = self._delete(conn, table, plan, rows, width)
             batch = Batch(tuple(affected), len(rows), tuple(rows[-1][:width]))
+            if batch_id is not None and affected:
+                self.marks.write(conn, batch_id)
             hook(batch, conn)
         return batch
+
+    # -- commit markers ----------------------------------------------------------
+
+    def committed(self, batch_ids: list[str]) -> set[str]:
+        return self.marks.committed(batch_ids)
+
+    def forget(self, batch_ids: list[str]) -> None:
+        self.marks.forget(batch_ids)
 
     def delete_keys(self, table: str, keys: list[dict[str, Any]],
                     hook: Callable[[list[dict[str, Any]], Any], None]) -> list[dict[str, Any]]:
