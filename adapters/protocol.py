@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from retention.plan import Plan, TableInfo
@@ -39,6 +40,32 @@ class DueCount:
     total: int
     oldest_due_event: dt.datetime | None
     children: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A record whose deletion the audit log holds (for replay): where, which, and when."""
+
+    table: str
+    key: dict[str, Any]
+    event_at: dt.datetime  # the event instant recorded with the deletion
+
+
+class Kept(StrEnum):
+    """Why replay left a restored row alone."""
+
+    REUSED_KEY = "reused_key"  # another record with the recorded key (other event instant)
+    NOT_SELECTED = "not_selected"  # the rule no longer selects it (where, cutoff)
+    HELD = "held"  # under a legal hold, or a child of a held parent
+    PARENT_KEPT = "parent_kept"  # a child whose parent is there and stays
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What one replay transaction deleted again (or would), and what it left alone."""
+
+    rows: tuple[AffectedRow, ...]
+    kept: tuple[tuple[Recorded, Kept], ...]
 
 
 # Called inside the batch's transaction, after the changes and before the commit,
@@ -150,12 +177,19 @@ class Adapter(Protocol):
         """
         ...
 
-    def delete_keys(self, table: str, keys: list[dict[str, Any]],
-                    hook: Callable[[list[dict[str, Any]], Any], None]) -> list[dict[str, Any]]:
-        """Delete the rows of ``table`` with these keys in one transaction (for replay).
+    def replay(self, plan: Plan, recorded: list[Recorded], hook: BatchHook | None,
+               batch_id: str | None = None) -> Replayed:
+        """Delete again the restored rows of ``recorded`` that are still those records.
 
-        Calls ``hook`` with the keys actually deleted and the connection before the
-        commit; returns those keys. Raises the driver's errors.
+        One transaction. A row of ``plan.table`` goes when its key is recorded,
+        its event instant equals the recorded one and ``plan`` selects it (its
+        ``where``, cutoff and holds); all its children go with it. A recorded
+        child row goes when its parent is gone (and not held); one whose parent
+        stays, stays. Rows are locked, checked and deleted by key, so no
+        concurrent change slips in; with ``batch_id`` the commit marker is written
+        as in :meth:`run_batch`; ``hook`` gets the deleted rows before the commit.
+        With ``hook`` None nothing changes: the answer says what would go.
+        Raises the driver's errors.
         """
         ...
 

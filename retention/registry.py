@@ -15,7 +15,7 @@ from retention.rules import Source
 
 GROUP = "retention.adapters"  # entry-point group third-party adapters register in
 _REQUIRED = ("reflect", "tables", "count", "sample_keys", "statements", "run_batch",
-             "committed", "forget", "exists", "read", "delete_keys", "close")
+             "committed", "forget", "exists", "read", "replay", "close")
 
 
 def adapter_class(name: str) -> Any:
