@@ -13,7 +13,9 @@ then checks the same invariants:
 
 Faults: ``kill -9`` at random moments (startup, mid-batches, near the end), backends
 terminated with ``pg_terminate_backend`` mid-run, three runners started at once, SIGTERM
-mid-run, and (in-process) a batch whose commit and whose reconciliation both fail.
+mid-run, (in-process) a batch whose commit and whose reconciliation both fail, and
+(section 4) kill -9 exactly before or after the target's commit, with the application
+writing a deleted key again or deleting a row itself before the next run.
 SQLite files live on ``/dev/shm`` when it exists (a SQLite commit on a real disk
 costs an fsync, which would make a 400-batch run take ~20 s instead of ~5 s).
 """
@@ -42,6 +44,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from retention.adapters.sql import SqlAdapter
+from retention.adapters.sql_marks import MARKS_TABLE
 from sqlalchemy.pool import NullPool
 
 from retention import calendar, engine, holds
@@ -796,7 +799,6 @@ rules:
     retain: 30 days after unsubscribed_at
     batch_size: 20
     max_fraction: 1.0
-    lock_timeout: 60
 """
 GONE_AT = dt.datetime(2024, 5, 1, 8, 30)  # unsubscribed long before AS_OF: due
 
@@ -832,6 +834,16 @@ class Mailing:
         try:
             with eng.connect() as conn:
                 return {r.email: tuple(r) for r in conn.execute(sa.select(SUBSCRIBERS))}
+        finally:
+            eng.dispose()
+
+    def marks(self) -> int:
+        """Commit markers left in the target."""
+        eng = sa.create_engine(self.target, poolclass=NullPool)
+        try:
+            with eng.connect() as conn:
+                return int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {MARKS_TABLE}"))
+                           .scalar_one())
         finally:
             eng.dispose()
 
@@ -912,6 +924,7 @@ def test_a_key_written_again_after_the_target_committed_keeps_the_deletion_recor
     reconciled = [e for e in final.events() if e.get("event") == "batch_reconciled"]
     assert [(e["confirmed"], e["rolled_back"]) for e in reconciled] == [(20, 0)], reconciled
     assert result["rules"][0]["recovered"] == 20
+    assert mailing.marks() == 0
 
 
 def test_a_row_the_application_deleted_after_a_rolled_back_batch_is_not_recorded_as_ours(
@@ -937,3 +950,4 @@ def test_a_row_the_application_deleted_after_a_rolled_back_batch_is_not_recorded
     assert still_open == []
     reconciled = [e for e in final.events() if e.get("event") == "batch_reconciled"]
     assert [(e["confirmed"], e["rolled_back"]) for e in reconciled] == [(0, 20)], reconciled
+    assert mailing.marks() == 0
