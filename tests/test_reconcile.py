@@ -28,13 +28,12 @@ from retention.audit.store import AuditStore, RunInfo
 from retention.outcome import Status
 from retention.plan import Plan
 from retention.rules import Policy
-from tests.support import snapshot
+from tests.support import keys, snapshot
 from tests.test_audit import (
     AS_OF,
     NEW,
     OLD,
     intent,
-    keys,
     make_shop,
     open_store,
     recorded,
