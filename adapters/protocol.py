@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,6 +40,9 @@ class DueCount:
     total: int
     oldest_due_event: dt.datetime | None
     children: dict[str, int]
+    # rows that would be due but are kept because a table the rule does not declare
+    # references them, per referencing table (every such table, 0 included)
+    blocked: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,16 @@ class Adapter(Protocol):
         rows first and deletes exactly those.
     ``url``
         The address of the store with any password hidden, for logs and reports.
+
+    Optional methods, used by validation when an adapter has them:
+
+    ``foreign_keys_into(table) -> list[ForeignKeyInfo]``
+        Every declared foreign key that references ``table``. A delete rule keeps
+        the rows that undeclared ones reference (``Plan.references``) and counts
+        them in ``DueCount.blocked``. Raises like ``reflect``.
+    ``cascades_to(table) -> list[str]``
+        Tables whose rows a delete from ``table`` changes by itself (ON DELETE
+        CASCADE / SET NULL); they must be declared as children.
     """
 
     name: str

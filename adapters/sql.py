@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from retention.adapters import anonymize, sql_replay
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import (
@@ -36,8 +37,10 @@ from sqlalchemy import Connection, MetaData, Table, select
 from sqlalchemy.exc import NoSuchTableError
 
 from retention.db import create_engine, safe_url, writing
-from retention.plan import ColumnInfo, Plan, TableInfo
+from retention.plan import ColumnInfo, ForeignKeyInfo, Plan, TableInfo
 from retention.rules import Source
+
+log = structlog.get_logger("retention.adapters.sql")
 
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
 
@@ -59,6 +62,12 @@ def _python_type(kind: Any) -> type | None:
     return found if isinstance(found, type) else None
 
 
+def _length(kind: Any) -> int | None:
+    """The declared maximum length of a character column (``VARCHAR(45)``), else None."""
+    length = getattr(kind, "length", None) if isinstance(kind, sa.String) else None
+    return length if isinstance(length, int) else None
+
+
 class SqlAdapter:
     """Adapter for every database SQLAlchemy reaches (``adapter: sql``, option ``url``)."""
 
@@ -73,7 +82,7 @@ class SqlAdapter:
         self.dialect = self.engine.dialect.name
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
-        self._foreign_keys: list[tuple[str, Any]] | None = None
+        self._foreign_keys: list[ForeignKeyInfo] | None = None
         self.marks = Marks(self.engine, self.schema, self.url)
 
     @property
@@ -95,31 +104,40 @@ class SqlAdapter:
             return None
         columns = {c.name: ColumnInfo(c.name, str(c.type), self._temporal(c.type),
                                       bool(c.nullable), isinstance(c.type, sa.String),
-                                      _python_type(c.type))
+                                      _python_type(c.type), length=_length(c.type))
                    for c in reflected.columns}
         return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
 
     def tables(self) -> list[str]:
         return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))
 
+    def foreign_keys_into(self, table: str) -> list[ForeignKeyInfo]:
+        """Every declared foreign key of the source's tables that references ``table``.
+
+        SQLite too: our connections do not enforce foreign keys there, but the
+        applications that own the data (Django, for one) do, so a declared key
+        counts on every database and a delete never orphans a row the application
+        considers referenced. Reflected once per adapter.
+        """
+        if self._foreign_keys is None:
+            found = sa.inspect(self.engine).get_multi_foreign_keys(schema=self.schema)
+            self._foreign_keys = [
+                ForeignKeyInfo(name, tuple(fk["constrained_columns"]), fk["referred_table"],
+                               tuple(fk["referred_columns"]),
+                               str((fk.get("options") or {}).get("ondelete") or "").upper()
+                               or None)
+                for (_schema, name), fks in sorted(found.items(), key=lambda item: item[0][1])
+                for fk in fks if fk.get("referred_schema") in (None, self.schema)]
+        return [fk for fk in self._foreign_keys if fk.referred == table]
+
     def cascades_to(self, table: str) -> list[str]:
         """Tables a delete from ``table`` changes by itself (ON DELETE CASCADE / SET NULL).
 
-        SQLite enforces foreign keys only when a connection asks for it, and ours
-        do not, so it has none.
+        On SQLite as elsewhere (see :meth:`foreign_keys_into`): there the
+        application's connection would cascade, ours would orphan the rows.
         """
-        if self.dialect == "sqlite":
-            return []
-        if self._foreign_keys is None:
-            inspector = sa.inspect(self.engine)
-            self._foreign_keys = [
-                (name, fk) for name in inspector.get_table_names(schema=self.schema)
-                for fk in inspector.get_foreign_keys(name, schema=self.schema)]
-        return sorted({
-            name for name, fk in self._foreign_keys
-            if fk["referred_table"] == table and str(
-                (fk.get("options") or {}).get("ondelete") or "").upper() in ("CASCADE",
-                                                                            "SET NULL")})
+        return sorted({fk.table for fk in self.foreign_keys_into(table)
+                       if fk.ondelete in ("CASCADE", "SET NULL")})
 
     def _temporal(self, kind: Any) -> str | None:
         if isinstance(kind, sa.DateTime):
@@ -147,16 +165,19 @@ class SqlAdapter:
                 ).scalar_one()
                 for child in plan.children
             }
+            blocking = q.count_blocked(table, plan, self.dialect)
+            blocked = {} if blocking is None else {
+                name: int(n) for name, n in conn.execute(blocking).one()._mapping.items()}
         return DueCount(
             due=int(due), held=int(held), total=int(total),
             oldest_due_event=None if oldest is None else plan.event_instant(oldest),
-            children=children,
+            children=children, blocked=blocked,
         )
 
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:
         table = self.table(plan.table)
         pk = [table.c[n] for n in plan.primary_key]
-        stmt = select(*pk).where(q.due(table, plan, self.dialect), q.pending(table, plan))
+        stmt = select(*pk).where(q.due(table, plan, self.dialect))
         with self.engine.connect() as conn:
             rows = conn.execute(stmt.order_by(*pk).limit(limit)).all()
         return [dict(zip(plan.primary_key, row, strict=True)) for row in rows]
@@ -320,12 +341,20 @@ class SqlAdapter:
     ) -> list[AffectedRow]:
         affected: list[AffectedRow] = []
         updates: list[dict[str, Any]] = []
+        not_null = [not table.c[a.column].nullable for a in plan.action.columns]
         for row in rows:
             old = row[width + 1:]
-            new = [anonymize.apply(a, v) for a, v in zip(plan.action.columns, old, strict=True)]
-            if all(anonymize.same(o, n) for o, n in zip(old, new, strict=True)):
-                continue
+            new = [anonymize.apply(a, v, nn)
+                   for a, v, nn in zip(plan.action.columns, old, not_null, strict=True)]
             key = tuple(row[:width])
+            if all(anonymize.same(o, n) for o, n in zip(old, new, strict=True)):
+                # The pending predicate selected it, so SQL and the strategies disagree
+                # on what is anonymized: a bug. Say so (the row stays due) instead of
+                # writing the same value or failing the whole rule.
+                log.warning("row_not_changed", table=plan.table,
+                            key=dict(zip(plan.primary_key, key, strict=True)),
+                            columns=[a.column for a in plan.action.columns])
+                continue
             params = {f"k_{n}": v for n, v in zip(plan.primary_key, key, strict=True)}
             params.update({f"v_{a.column}": v for a, v in zip(plan.action.columns, new,
                                                                 strict=True)})

@@ -6,27 +6,39 @@ checked against it); every value is a bound parameter.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
+from retention.adapters.anonymize import HEX64, PREFIX, TRUNCATED_IP
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Delete,
     Select,
+    String,
     Table,
     and_,
     bindparam,
+    case,
+    cast,
+    collate,
+    column,
     false,
     func,
+    literal_column,
     not_,
     or_,
     select,
     true,
     tuple_,
 )
+from sqlalchemy import table as table_clause
+from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects.postgresql import CIDR, INET
 
-from retention.plan import Plan
-from retention.rules import REDACTED, Filter, Op, Strategy
+from retention.plan import Plan, Reference
+from retention.rules import REDACTED, ColumnAction, Filter, Op, Strategy
 
 
 def bind_value(value: Any, dialect: str) -> Any:
@@ -49,6 +61,10 @@ def _filter(table: Table, f: Filter) -> ColumnElement[bool]:
         return col.is_not(None)
     if f.op is Op.EQ:
         return col == bindparam(None, f.values[0], type_=col.type)
+    if f.op is Op.NOT_EQ:
+        return or_(col.is_(None), col != bindparam(None, f.values[0], type_=col.type))
+    if f.op is Op.NOT_IN:
+        return or_(col.is_(None), col.not_in(list(f.values)))
     return col.in_(list(f.values))
 
 
@@ -78,14 +94,41 @@ def _held_values(table: Table, plan: Plan) -> list[Any]:
 
 
 def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
-    """The due predicate: event at or before the cutoff, the rule's filters, not held."""
+    """The due predicate: event at or before the cutoff, the rule's filters, not yet
+    anonymized (anonymize rules), not held."""
     parts: list[ColumnElement[bool]] = [
         table.c[plan.event_column] <= bind_value(plan.bound, dialect),
         *(_filter(table, f) for f in plan.filters),
+        pending(table, plan, dialect),
     ]
     if plan.held_keys:
         parts.append(not_(key_of(table, plan).in_(_held_values(table, plan))))
+    parts += [not_(referenced(table, plan, ref)) for ref in plan.references]
     return and_(*parts)
+
+
+def _other(table: Table, name: str, columns: set[str], taken: set[str]) -> Any:
+    """A table named by a reflected foreign key, aliased when its name is already in use."""
+    found = table_clause(name, *(column(c) for c in sorted(columns)), schema=table.schema)
+    return found.alias(f"{name}_ref") if name in taken else found
+
+
+def referenced(table: Table, plan: Plan, ref: Reference) -> ColumnElement[bool]:
+    """EXISTS a row of ``ref.table`` that references this row, or one of its declared children.
+
+    Correlated on the rule's table; NULL in a referencing column references nothing.
+    """
+    if ref.via_key is None:
+        other = _other(table, ref.table, set(ref.columns), {table.name})
+        match = [other.c[a] == table.c[b] for a, b in zip(ref.columns, ref.referred_columns,
+                                                           strict=True)]
+        return select(literal_column("1")).select_from(other).where(*match).exists()
+    child = _other(table, ref.referred, {ref.via_key, *ref.referred_columns}, {table.name})
+    other = _other(table, ref.table, set(ref.columns), {table.name, ref.referred})
+    match = [other.c[a] == child.c[b] for a, b in zip(ref.columns, ref.referred_columns,
+                                                       strict=True)]
+    return (select(literal_column("1")).select_from(child.join(other, and_(*match)))
+            .where(child.c[ref.via_key] == table.c[plan.primary_key[0]]).exists())
 
 
 def held(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
@@ -95,42 +138,75 @@ def held(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     return and_(
         table.c[plan.event_column] <= bind_value(plan.bound, dialect),
         *(_filter(table, f) for f in plan.filters),
+        pending(table, plan, dialect),
         key_of(table, plan).in_(_held_values(table, plan)),
     )
 
 
-def pending(table: Table, plan: Plan) -> ColumnElement[bool]:
-    """For anonymize rules: rows that may still hold a value to anonymize.
-
-    A superset, refined in Python (an address already truncated or a value
-    already hashed is only recognised there).
-    """
+def pending(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
+    """Rows with a column not yet in its anonymized form: exactly the rows the
+    strategies of ``anonymize.apply`` would change (always true for a delete rule)."""
     if not plan.action.columns:
         return true()
-    parts: list[ColumnElement[bool]] = []
-    for action in plan.action.columns:
-        col = table.c[action.column]
-        if action.strategy is Strategy.REDACT:
-            parts.append(and_(col.is_not(None), col != REDACTED))
-        elif action.strategy is Strategy.FIXED and action.value is not None:
-            parts.append(and_(col.is_not(None), col != action.value))
-        elif action.strategy is Strategy.TRUNCATE_IP and action.column in plan.text_columns:
-            parts.append(and_(col.is_not(None), not_(_truncated_ip(col))))
-        else:
-            parts.append(col.is_not(None))
-    return or_(*parts)
+    return or_(*(_pending(table.c[a.column], a, a.column in plan.text_columns, dialect)
+                 for a in plan.action.columns))
 
 
-def _truncated_ip(col: Any) -> ColumnElement[bool]:
-    """Text that ``truncate_ip`` maps to itself: ``a.b.c.0`` and ``x:y:z::`` forms.
+def _pending(col: Column[Any], action: ColumnAction, text: bool, dialect: str
+             ) -> ColumnElement[bool]:
+    strategy = action.strategy
+    if strategy is Strategy.NULL or (strategy is Strategy.FIXED and action.value is None):
+        return col.is_not(None)
+    if strategy is Strategy.REDACT:
+        return and_(col.is_not(None), _differs(col, REDACTED, text, dialect))
+    if strategy is Strategy.FIXED:
+        return and_(col.is_not(None), _differs(col, action.value, text, dialect))
+    if strategy is Strategy.HASH and text:
+        return and_(col.is_not(None), not_(_matches(col, HEX64, dialect)))
+    if strategy is Strategy.TRUNCATE_IP and text:
+        return and_(col.is_not(None), not_(_matches(col, TRUNCATED_IP, dialect)))
+    if strategy is Strategy.TRUNCATE_IP and isinstance(col.type, INET | CIDR):
+        return and_(col.is_not(None), _untruncated_address(col))
+    raise ValueError(f"{col.name}: {strategy} needs a text column (checked by validate)")
 
-    Only fixed points are excluded, so the remaining rows are still a superset.
+
+def _differs(col: Column[Any], value: Any, text: bool, dialect: str) -> ColumnElement[bool]:
+    """``col <> value``, for text exactly: MySQL and MariaDB compare by collation (case,
+    accents) and ignore trailing spaces, so there the binary collation (of the value in
+    utf8mb4, whatever the connection's character set) and the length decide."""
+    bound = bindparam(None, value, type_=String() if text else col.type)
+    if text and dialect in ("mysql", "mariadb"):
+        exact = collate(cast(bound, mysql.CHAR(charset="utf8mb4")), "utf8mb4_bin")
+        return or_(col != exact, func.char_length(col) != func.char_length(bound))
+    return col != bound
+
+
+def _matches(col: Column[Any], body: str, dialect: str) -> ColumnElement[bool]:
+    """The whole text of ``col`` matches the regular expression ``body``, case-sensitively.
+
+    The end anchor matches only at the very end: ``$`` on PostgreSQL, ``\\z`` in PCRE
+    (MariaDB, where ``(?-i)`` also overrides a case-insensitive collation), ``\\Z`` in
+    Python's ``re`` (SQLite's ``REGEXP`` as SQLAlchemy registers it).
     """
-    colons = func.length(col) - func.length(func.replace(col, ":", ""))
-    return or_(
-        and_(col.like("%.0"), not_(col.like("%:%"))),
-        and_(col.like("%::"), colons <= 4, not_(col.like("%::%::"))),
-    )
+    if dialect == "postgresql":
+        pattern = f"^(?:{body})$"
+    elif dialect in ("mysql", "mariadb"):
+        pattern = f"(?-i)^(?:{body})\\z"
+    else:
+        pattern = f"^(?:{body})\\Z"
+    return col.regexp_match(pattern)
+
+
+def _untruncated_address(col: Column[Any]) -> ColumnElement[bool]:
+    """PostgreSQL ``inet``: not the /24 or /48 host address (full mask length); ``cidr``:
+    a network narrower than /24 or /48 (its host bits are always zero)."""
+    v4 = func.family(col) == 4
+    prefix = case((v4, PREFIX[4]), else_=PREFIX[6])
+    if isinstance(col.type, CIDR):
+        return func.masklen(col) > prefix
+    full = case((v4, 32), else_=128)
+    network = cast(func.network(func.set_masklen(col, prefix)), INET)
+    return col != func.set_masklen(network, full)
 
 
 def select_batch(
@@ -139,9 +215,7 @@ def select_batch(
     """Up to ``batch_size`` due rows after key ``after``, in key order, locked if asked."""
     pk = [table.c[name] for name in plan.primary_key]
     extra = [table.c[a.column] for a in plan.action.columns]
-    stmt = select(*pk, table.c[plan.event_column], *extra).where(
-        due(table, plan, dialect), pending(table, plan)
-    )
+    stmt = select(*pk, table.c[plan.event_column], *extra).where(due(table, plan, dialect))
     if after is not None:
         stmt = stmt.where(key_of(table, plan) > (after[0] if len(pk) == 1 else tuple_(*after)))
     stmt = stmt.order_by(*pk).limit(plan.batch_size)
@@ -159,8 +233,21 @@ def delete_keys(table: Table, plan: Plan, dialect: str, keys: list[tuple[Any, ..
 
 def count_due(table: Table, plan: Plan, dialect: str) -> Select[Any]:
     return select(func.count(), func.min(table.c[plan.event_column])).where(
-        due(table, plan, dialect), pending(table, plan)
-    )
+        due(table, plan, dialect))
+
+
+def count_blocked(table: Table, plan: Plan, dialect: str) -> Select[Any] | None:
+    """Per referencing table: the rows that would be due but for its references."""
+    if not plan.references:
+        return None
+    by_table: dict[str, list[Reference]] = {}
+    for ref in plan.references:
+        by_table.setdefault(ref.table, []).append(ref)
+    unreferenced = dataclasses.replace(plan, references=())
+    return select(*(
+        func.count(case((or_(*(referenced(table, plan, r) for r in refs)), 1))).label(name)
+        for name, refs in by_table.items()
+    )).select_from(table).where(due(table, unreferenced, dialect))
 
 
 def count_held(table: Table, plan: Plan, dialect: str) -> Select[Any]:

@@ -29,7 +29,7 @@ from retention.secrets import scrub
 def cli(ctx: click.Context, log_level: str, debug: bool) -> None:
     """Enforce the retention promises of a privacy statement."""
     logs.configure(log_level)
-    ctx.obj = {"debug": debug}
+    ctx.obj = {"debug": debug, "log_level": log_level}
 
 
 @cli.command()
@@ -39,6 +39,8 @@ def validate(policy: str) -> int:
     loaded = load(policy)
     with engine.Session(loaded) as session:
         plans, failed = engine.compile_plans(session, loaded.rules, utcnow())
+    for warning in session.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for rule, reason in failed.items():
         click.echo(f"{policy}: rule '{rule}': source unreachable: {reason}", err=True)
     if failed:
@@ -131,9 +133,9 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
         out(render.to_json(outcome.as_json()))
     else:
         columns = ("rule", "status", "deleted", "anonymized", "held", "due", "children",
-                   "note")
+                   "blocked", "note")
         rows = [[r.rule, r.status.value, r.deleted, r.anonymized, r.held, r.due,
-                 ", ".join(f"{t}: {n}" for t, n in r.children.items()), r.error or ""]
+                 render.counts(r.children), render.counts(r.blocked), r.error or ""]
                 for r in outcome.rules]
         title = f"{'Dry run' if dry_run else 'Run'} {outcome.run_id} of {loaded.name}"
         out(render.table(title, columns, rows))
@@ -244,11 +246,15 @@ cli.add_command(audit)
 @cli.command()
 @click.option("--dir", "directory", default="retention-demo", show_default=True,
               type=click.Path(file_okay=False), help="Where to build the demo database.")
-def demo(directory: str) -> int:
-    """Build a demo shop database and show report, run, audit log and verify."""
+@click.pass_context
+def demo(ctx: click.Context, directory: str) -> int:
+    """Build a demo shop database and show report, run, audit log and verify.
+
+    The logs go to DIR/demo.log (warnings also to stderr).
+    """
     from retention import demo as demo_module
 
-    return demo_module.main(Path(directory))
+    return demo_module.main(Path(directory), log_level=ctx.obj["log_level"])
 
 
 def main(argv: list[str] | None = None) -> None:

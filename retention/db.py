@@ -1,11 +1,10 @@
-"""SQLAlchemy engines with retention's per-dialect settings, and password-free URLs.
+"""SQLAlchemy engines with retention's per-dialect settings (URLs: :mod:`retention.urls`).
 
 Shared by the SQL adapter (the user's data) and the audit store (our records).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,17 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 
-from retention import secrets
+from retention import secrets, urls
+from retention.urls import safe_url as safe_url  # re-exported: adapters and the store use it
 
 SQLITE_BUSY_TIMEOUT = 30  # seconds a SQLite writer waits for the database lock
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for every log, report and audit record)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
 def same_database(a: str, b: str) -> bool:
@@ -45,9 +37,16 @@ def same_database(a: str, b: str) -> bool:
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``: UTC sessions, a patient SQLite lock, checked connections."""
-    parsed = make_url(url)
-    secrets.remember(parsed.password if isinstance(parsed.password, str) else None)
+    """An engine for ``url``: UTC sessions, a patient SQLite lock, checked connections.
+
+    A plain ``postgresql://``, ``mysql://`` or ``mariadb://`` URL gets the installed driver
+    (psycopg 3, PyMySQL). Every password in the URL is remembered for
+    :func:`retention.secrets.scrub`. Raises :class:`retention.urls.UrlError` for a URL that
+    cannot be used (an unencoded '@' in the password, ...), without quoting it.
+    """
+    parsed = urls.parse(url)
+    for secret in urls.secrets_in(url):
+        secrets.remember(secret)
     backend = parsed.get_backend_name()
     connect_args: dict[str, Any] = {}
     if backend == "sqlite":

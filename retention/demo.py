@@ -1,39 +1,57 @@
-"""``retention demo``: build a demo shop database, report, enforce, show the audit log."""
+"""``retention demo``: build a demo shop database, report, enforce, show the audit log.
+
+Everything lives in one directory: the database, the audit store, a copy of the
+example policy and the log file. stdout tells the story; the logs go to the file
+(warnings also to stderr), so a terminal shows tables, not log lines. The closing
+``Try:`` line uses absolute, shell-quoted paths and works from any directory.
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from pathlib import Path
 
 import click
 
-from retention import engine, examples, render
+from retention import engine, examples, logs, render
 from retention import report as report_module
 from retention.audit.store import AuditStore
 from retention.db import create_engine
 from retention.instants import utcnow
 from retention.policy import load_policy
 
+LOG_FILE = "demo.log"  # in the demo directory
 
-def main(directory: Path) -> int:
+
+def main(directory: Path, log_level: str = "info") -> int:
+    directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     database = directory / "webshop.db"
     audit = directory / "retention-audit.db"
-    for path in (database, audit):
+    policy_file = directory / "webshop.yaml"
+    log_file = directory / LOG_FILE
+    for path in (database, audit, log_file):
         path.unlink(missing_ok=True)
-    os.environ["SHOP_DATABASE_URL"] = f"sqlite:///{database}"
-    os.environ["RETENTION_AUDIT_URL"] = f"sqlite:///{audit}"
+    shutil.copyfile(examples.policy_path("webshop"), policy_file)
+    logs.configure(log_level, file=log_file)
+    urls = {"SHOP_DATABASE_URL": f"sqlite:///{database}",
+            "RETENTION_AUDIT_URL": f"sqlite:///{audit}"}
+    os.environ.update(urls)
     now = utcnow()
-    target = create_engine(os.environ["SHOP_DATABASE_URL"])
+    target = create_engine(urls["SHOP_DATABASE_URL"])
     examples.create_schema(target, "webshop")
     examples.fill_webshop(target, now)
     target.dispose()
-    policy = load_policy(examples.policy_path("webshop"))
+    policy = load_policy(policy_file)
 
     def say(title: str) -> None:
         click.echo(click.style(f"\n== {title}", bold=True))
 
     say(f"Demo shop database: {database}")
+    click.echo(f"Policy: {policy_file}")
+    click.echo(f"Logs: {log_file}")
     say("1. Dry-run report (what is due now, what falls due in 30 days)")
     click.echo(render.report(report_module.build(policy, now), "table"))
     say("2. Enforcement run")
@@ -60,7 +78,7 @@ def main(directory: Path) -> int:
         click.echo(str(verdict))
     finally:
         store.close()
-    click.echo(f"\nTry: SHOP_DATABASE_URL=sqlite:///{database} "
-               f"RETENTION_AUDIT_URL=sqlite:///{audit} "
-               f"retention report {examples.policy_path('webshop')} --format json")
+    assignments = " ".join(f"{name}={shlex.quote(url)}" for name, url in urls.items())
+    click.echo(f"\nTry: {assignments} retention report {shlex.quote(str(policy_file))} "
+               "--format json")
     return outcome.exit_code if verdict.ok else 1

@@ -66,8 +66,9 @@ def enforce(
                 return
             result.recovered = len(reconcile(store, policy, adapter, run_id, plan.rule))
         count = adapter.count(plan)
-        result.held, result.due = count.held, count.due
-        log.info("rule_planned", plan=result.plan, due=count.due, held=count.held)
+        result.held, result.due, result.blocked = count.held, count.due, dict(count.blocked)
+        log.info("rule_planned", plan=result.plan, due=count.due, held=count.held,
+                 **({"blocked": result.blocked} if result.blocked else {}))
         why = limit_reason(plan, count, max_rows)
         if why:
             result.status, result.error = Status.STOPPED, why

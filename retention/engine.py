@@ -21,7 +21,7 @@ from retention import calendar, holds, stop, validate
 from retention.adapters.protocol import Adapter
 from retention.audit.store import AuditStore, RunInfo
 from retention.enforce import enforce
-from retention.errors import PolicyError, RetentionError, UsageError
+from retention.errors import PolicyError, Problem, RetentionError, UsageError
 from retention.outcome import RuleOutcome, RunOutcome, Status
 from retention.plan import Plan, make_plan
 from retention.registry import open_adapter
@@ -36,6 +36,7 @@ class Session:
 
     policy: Policy
     adapters: dict[str, Adapter] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)  # of the last compile_plans
 
     def adapter(self, source: str) -> Adapter:
         if source not in self.adapters:
@@ -72,7 +73,8 @@ def compile_plans(
 ) -> tuple[dict[str, Plan], dict[str, str]]:
     """Plans for ``rules`` at ``as_of``, and the failure reason of rules whose source is down.
 
-    Raises :class:`PolicyError` when the live schema does not fit the policy.
+    Raises :class:`PolicyError` when the live schema does not fit the policy; what
+    is valid but worth a warning is left in ``session.warnings``.
     """
     policy = session.policy
     adapters: dict[str, Adapter] = {}
@@ -88,6 +90,7 @@ def compile_plans(
     problems, schema = validate.check(policy, adapters, usable)
     if problems:
         raise PolicyError(problems)
+    session.warnings = list(schema.warnings)
     plans: dict[str, Plan] = {}
     for rule in usable:
         if rule.source in schema.unreachable:
@@ -100,6 +103,7 @@ def compile_plans(
             policy, rule, table,
             {c.table: schema.tables[(rule.source, c.table)] for c in rule.children},
             as_of, naive, held(rule, table.primary_key) if held else (),
+            foreign_keys=schema.foreign_keys_of(rule),
         )
     return plans, failed
 

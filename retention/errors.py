@@ -82,3 +82,12 @@ class AuditError(RetentionError):
         self.message = message
         self.exit_code = exit_code
         super().__init__(message)
+
+
+class UrlError(RetentionError):
+    """A database URL that cannot be used. The message never holds the URL's text: it
+    may hold a password, or a piece of one that an unencoded '@' moved into the host."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"database URL: {reason}")

@@ -1,5 +1,7 @@
 """The example policies in ``policies/``: where they are, their schemas, demo data.
 
+``policies/`` is installed as the package ``retention.policies`` (package data), so
+the examples are found the same way in a source checkout and in an installed wheel.
 Used by ``retention demo`` and by the tests (and usable in users' own tests).
 """
 
@@ -7,25 +9,30 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from importlib import resources
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
-
-def policy_path(name: str) -> Path:
-    """``policies/NAME.yaml`` of the source checkout."""
-    path = POLICIES / f"{name}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no example policy {path}")
+def _example(filename: str) -> Path:
+    """The installed example file ``filename`` as a path on disk."""
+    found = resources.files("retention.policies") / filename
+    path = Path(str(found))
+    if not path.is_file():
+        raise FileNotFoundError(f"no example {filename!r} in the retention.policies package")
     return path
 
 
+def policy_path(name: str) -> Path:
+    """The example policy ``NAME.yaml`` (an absolute path)."""
+    return _example(f"{name}.yaml")
+
+
 def schema_statements(name: str, dialect: str) -> list[str]:
-    """The CREATE TABLE statements of ``policies/NAME.sql`` for ``dialect``."""
-    text = (POLICIES / f"{name}.sql").read_text(encoding="utf-8")
+    """The CREATE TABLE statements of the example schema ``NAME.sql`` for ``dialect``."""
+    text = _example(f"{name}.sql").read_text(encoding="utf-8")
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     if dialect in ("mysql", "mariadb"):
         text = text.replace(" TIMESTAMPTZ", " \0").replace(" TIMESTAMP", " DATETIME(6)")

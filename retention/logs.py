@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -23,8 +24,12 @@ def get(name: str) -> Any:
     return structlog.get_logger(name)
 
 
-def configure(level: str = "info", json: bool | None = None) -> None:
-    """Route structlog and stdlib logging to stderr. Safe to call more than once."""
+def configure(level: str = "info", json: bool | None = None, file: Path | None = None) -> None:
+    """Route structlog and stdlib logging to stderr. Safe to call more than once.
+
+    With ``file``, every event at ``level`` goes to that file as JSON lines and only
+    warnings and errors reach stderr (``retention demo`` keeps its story readable).
+    """
     global _configured
     as_json = not sys.stderr.isatty() if json is None else json
     shared: list[Any] = [
@@ -34,29 +39,43 @@ def configure(level: str = "info", json: bool | None = None) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         secrets.scrub_event,
     ]
-    renderer: Any
-    if as_json:
-        renderer = structlog.processors.JSONRenderer()
-        shared_tail: list[Any] = [structlog.processors.ExceptionRenderer(
-            structlog.tracebacks.ExceptionDictTransformer(show_locals=False))]
-    else:
-        renderer = structlog.dev.ConsoleRenderer(
-            exception_formatter=structlog.dev.plain_traceback)
-        shared_tail = []
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+    numeric = getattr(logging, level.upper(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    *shared_tail, renderer],
-    ))
+    handler.setFormatter(_formatter(shared, as_json))
+    handlers: list[logging.Handler] = [handler]
+    if file is not None:
+        handler.setLevel(max(numeric, logging.WARNING))
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setFormatter(_formatter(shared, True))
+        handlers.append(to_file)
     root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for old in root.handlers:
+        if isinstance(old, logging.FileHandler):  # a demo's log file from an earlier call
+            old.close()
+    root.handlers = handlers
+    root.setLevel(numeric)
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     _configured = True
+
+
+def _formatter(shared: list[Any], as_json: bool) -> logging.Formatter:
+    """One event per line: JSON (tracebacks as data, no frame locals) or console text."""
+    tail: list[Any] = []
+    renderer: Any
+    if as_json:
+        renderer = structlog.processors.JSONRenderer()
+        tail = [structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False))]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.plain_traceback)
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
+    )

@@ -39,6 +39,7 @@ class RuleOutcome:
     cutoff: dt.datetime | None = None
     plan: str | None = None
     error: str | None = None
+    blocked: dict[str, int] = field(default_factory=dict)  # kept: an undeclared table refers
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -46,6 +47,7 @@ class RuleOutcome:
             "anonymized": self.anonymized, "held": self.held, "children": self.children,
             "action": self.action, "due": self.due, "recovered": self.recovered,
             "cutoff": None if self.cutoff is None else self.cutoff.isoformat(),
+            "blocked": self.blocked,
         }
         if self.error:
             out["error"] = self.error

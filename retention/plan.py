@@ -34,6 +34,7 @@ class ColumnInfo:
     nullable: bool = True
     text: bool = False  # a character column (LIKE and LENGTH apply)
     python_type: type | None = None  # int for integer columns, str for text, ...
+    length: int | None = None  # declared maximum length of a character column
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,62 @@ class TableInfo:
     name: str
     columns: dict[str, ColumnInfo] = field(hash=False)
     primary_key: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignKeyInfo:
+    """A reflected foreign key: ``table(columns)`` references ``referred(referred_columns)``."""
+
+    table: str
+    columns: tuple[str, ...]
+    referred: str
+    referred_columns: tuple[str, ...]
+    ondelete: str | None = None  # "CASCADE", "SET NULL", ... as reflected; None: NO ACTION
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A foreign key the rule does not declare, which keeps the rows it references.
+
+    ``table(columns)`` references ``referred(referred_columns)``: the rule's table
+    itself, or (``via_key`` set) a declared child whose column ``via_key`` holds
+    the parent's key, so the parent of a referenced child is kept too. Rows kept
+    this way count as blocked under ``table``.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    referred: str
+    referred_columns: tuple[str, ...]
+    via_key: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.table} ({', '.join(self.columns)})"
+
+
+def blocking_references(rule: Rule, foreign_keys: tuple[ForeignKeyInfo, ...]
+                        ) -> tuple[Reference, ...]:
+    """The foreign keys into ``rule``'s table or its declared children that keep rows.
+
+    A delete rule removes a row with its declared children; any other foreign key
+    into the table (from another table, from the table itself, from a child by
+    another column) or into a declared child (from a table that is not declared)
+    would make the delete fail, so the rows it references are kept. An anonymize
+    rule keeps every row and has none.
+    """
+    if rule.action.columns:
+        return ()
+    children = {c.table: c.key for c in rule.children}
+    found: set[Reference] = set()
+    for fk in foreign_keys:
+        if fk.referred == rule.table:
+            if children.get(fk.table) is not None and fk.columns == (children[fk.table],):
+                continue  # the declared child's own key: removed with its parent
+            found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns))
+        elif fk.referred in children and fk.table not in children:
+            found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns,
+                                via_key=children[fk.referred]))
+    return tuple(sorted(found, key=lambda r: (r.table, r.columns, r.referred)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +133,15 @@ class Plan:
     lock_timeout: float = 5.0  # seconds
     statement_timeout: float = 120.0  # seconds
     text_columns: frozenset[str] = frozenset()
+    references: tuple[Reference, ...] = ()  # undeclared foreign keys: their rows are kept
 
     def describe(self) -> str:
         """One line for the audit record, the logs and ``retention plan``."""
         where = [f"{self.event_column} <= {_show(self.bound)}", *(str(f) for f in self.filters)]
         if self.held_keys:
             where.append(f"key not in {len(self.held_keys)} held key(s)")
+        where += [f"not referenced by {r}" + (f" through {r.referred}" if r.via_key else "")
+                  for r in self.references]
         kids = "".join(f" with {c.table} by {c.key}" for c in self.children)
         return (
             f"{self.action} {self.table}{kids} where {' and '.join(where)} "
@@ -124,8 +184,12 @@ def make_plan(
     as_of: dt.datetime,
     naive_timestamps: str = "utc",
     held_keys: tuple[tuple[Any, ...], ...] = (),
+    foreign_keys: tuple[ForeignKeyInfo, ...] = (),
 ) -> Plan:
-    """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated."""
+    """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated.
+
+    ``foreign_keys`` are those into the rule's table and its declared children.
+    """
     tz = calendar.zone(policy.timezone)
     kind = event_type(table.columns[rule.event_column], naive_timestamps)
     if kind is None:
@@ -165,6 +229,7 @@ def make_plan(
         lock_timeout=rule.lock_timeout,
         statement_timeout=rule.statement_timeout,
         text_columns=frozenset(c.name for c in table.columns.values() if c.text),
+        references=blocking_references(rule, foreign_keys),
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from retention import calendar, scheduler, yamlfile
+from retention import calendar, scheduler, secrets, urls, yamlfile
 from retention import schedule as schedules
 from retention.errors import PhraseError, PolicyError, Problem
 from retention.phrase import Retain, parse
@@ -124,6 +124,7 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
             if key != "url":
                 out.add(audit.line_of(key), None, f"unknown key {key!r} in 'audit'")
         audit_url = str(audit.get("url") or DEFAULT_AUDIT_URL)
+        _check_url(audit_url, audit.line_of("url"), "audit: url", True, out)
     else:
         out.add(tree.line_of("audit"), None, "'audit' must be a mapping with 'url'")
 
@@ -181,9 +182,26 @@ def _sources(tree: Any, line: int, out: _Collector) -> dict[str, Source]:
         if body.get("naive_timestamps", "utc") not in ("utc", "local"):
             out.add(body.line_of("naive_timestamps"), None,
                     "'naive_timestamps' must be 'utc' or 'local'")
+        if isinstance(body.get("url"), str) and body["url"]:
+            _check_url(body["url"], body.line_of("url"), f"source {name!r}: url",
+                       adapter == "sql", out)
         options = {k: v for k, v in body.items() if k != "adapter"}
         sources[str(name)] = Source(str(name), adapter, options, at)
     return sources
+
+
+def _check_url(url: str, line: int, what: str, database: bool, out: _Collector) -> None:
+    """Remember the URL's passwords; a URL that cannot be used is a problem, never echoed.
+
+    ``database``: the URL is opened with SQLAlchemy, so it must parse as one; other
+    adapters' URLs are only checked for an unencoded '@' in the password.
+    """
+    reason = urls.problem(url)
+    if reason == urls.AT_IN_PASSWORD or (reason is not None and database):
+        out.add(line, None, f"{what}: {reason}")
+        return  # nothing will open it
+    for secret in urls.secrets_in(url):
+        secrets.remember(secret)
 
 
 def _rule(

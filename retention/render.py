@@ -12,7 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-REPORT_COLUMNS = ("rule", "action", "due", "held", "due_next_30d", "cutoff", "oldest_due_event")
+REPORT_COLUMNS = ("rule", "action", "due", "held", "due_next_30d", "cutoff", "oldest_due_event",
+                  "blocked", "would_stop")
 
 
 def to_json(data: Any) -> str:
@@ -57,8 +58,17 @@ def html_page(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]])
             f"</thead><tbody>{body}</tbody></table></body></html>\n")
 
 
+def counts(per_table: dict[str, int]) -> str:
+    """``{"admin_log": 2}`` as ``admin_log: 2`` (children, blocked)."""
+    return ", ".join(f"{t}: {n}" for t, n in per_table.items())
+
+
+def _cell(value: Any) -> Any:
+    return counts(value) if isinstance(value, dict) else value
+
+
 def report_rows(report: dict[str, Any]) -> list[list[Any]]:
-    return [[r.get(c, r.get("error") if c == "due" else None) for c in REPORT_COLUMNS]
+    return [[_cell(r.get(c, r.get("error") if c == "due" else None)) for c in REPORT_COLUMNS]
             for r in report["rules"]]
 
 

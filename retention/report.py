@@ -1,4 +1,5 @@
-"""The dry-run report: per rule, what is due now, what is held, what falls due soon.
+"""The dry-run report: per rule, what is due now, what is held, what falls due soon,
+and whether a safety limit would stop a run now.
 
 Nothing is changed and nothing is written to the audit store.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from retention.enforce import limit_reason
 from retention.engine import Session, compile_plans, held_on, read_holds, select_rules
 from retention.rules import Policy
 
@@ -40,7 +42,8 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
                 cutoff=plan.cutoff.isoformat(),
                 oldest_due_event=None if count.oldest_due_event is None
                 else count.oldest_due_event.isoformat(),
-                children=count.children,
+                children=count.children, blocked=count.blocked,
+                would_stop=limit_reason(plan, count, None),  # the decision a run makes now
             )
             for days in HORIZONS:
                 later_at = as_of + dt.timedelta(days=days)

@@ -32,6 +32,9 @@ class Collector:
         self.problems.append(Problem(self.path, line, rule, message))
 
 
+WHERE_FORMS = "use a value, [values], null, {not: value}, {not: [values]} or {not: null}"
+
+
 def filters(tree: Any, line: int, rule: str, out: Collector) -> tuple[Filter, ...]:
     if tree is None:
         return ()
@@ -40,20 +43,21 @@ def filters(tree: Any, line: int, rule: str, out: Collector) -> tuple[Filter, ..
         return ()
     found: list[Filter] = []
     for column, value in tree.items():
+        negated = isinstance(value, dict)
+        if negated:
+            if set(value) != {"not"} or isinstance(value["not"], dict):
+                out.add(line, rule, f"where {column!r}: {WHERE_FORMS}")
+                continue
+            value = value["not"]
         if value is None:
-            found.append(Filter(column, Op.IS_NULL))
-        elif isinstance(value, dict):
-            if set(value) == {"not"} and value["not"] is None:
-                found.append(Filter(column, Op.NOT_NULL))
-            else:
-                out.add(line, rule, f"where {column!r}: only {{not: null}} is understood")
+            found.append(Filter(column, Op.NOT_NULL if negated else Op.IS_NULL))
         elif isinstance(value, list):
             if not value or any(isinstance(v, dict | list) or v is None for v in value):
                 out.add(line, rule, f"where {column!r}: a list needs plain values")
             else:
-                found.append(Filter(column, Op.IN, tuple(value)))
+                found.append(Filter(column, Op.NOT_IN if negated else Op.IN, tuple(value)))
         else:
-            found.append(Filter(column, Op.EQ, (value,)))
+            found.append(Filter(column, Op.NOT_EQ if negated else Op.EQ, (value,)))
     return tuple(found)
 
 

@@ -22,11 +22,18 @@ class Op(StrEnum):
     IN = "in"
     IS_NULL = "is_null"
     NOT_NULL = "not_null"
+    NOT_EQ = "not_eq"  # {not: value}: every other row, NULL included
+    NOT_IN = "not_in"  # {not: [values]}: every other row, NULL included
 
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """One entry of a rule's ``where`` map, always bound as parameters."""
+    """One entry of a rule's ``where`` map, always bound as parameters.
+
+    ``{not: value}`` and ``{not: [values]}`` select exactly the rows that
+    ``value`` and ``[values]`` leave, so a row whose column is NULL passes them
+    (as in Django's ``exclude``; SQL's bare ``<>`` would drop it).
+    """
 
     column: str
     op: Op
@@ -37,9 +44,14 @@ class Filter:
             return f"{self.column} IS NULL"
         if self.op is Op.NOT_NULL:
             return f"{self.column} IS NOT NULL"
+        listed = ", ".join(repr(v) for v in self.values)
         if self.op is Op.EQ:
-            return f"{self.column} = {self.values[0]!r}"
-        return f"{self.column} IN ({', '.join(repr(v) for v in self.values)})"
+            return f"{self.column} = {listed}"
+        if self.op is Op.NOT_EQ:
+            return f"({self.column} IS NULL OR {self.column} <> {listed})"
+        if self.op is Op.NOT_IN:
+            return f"({self.column} IS NULL OR {self.column} NOT IN ({listed}))"
+        return f"{self.column} IN ({listed})"
 
 
 class Strategy(StrEnum):

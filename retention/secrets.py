@@ -28,6 +28,14 @@ def scrub(text: str) -> str:
     return text
 
 
+def scrub_data(value: Any) -> Any:
+    """``value`` (JSON-like data) with every remembered password masked in its strings.
+
+    Only strings change, so numbers and the structure stay as they are.
+    """
+    return _deep(value) if _known else value
+
+
 def scrub_event(_logger: Any, _name: str, event: MutableMapping[str, Any]
                 ) -> MutableMapping[str, Any]:
     """structlog processor: mask remembered passwords in every string value."""

@@ -7,13 +7,19 @@ its rules (exit 1) instead of being bad input (exit 2).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 from retention import secrets
 from retention.adapters.protocol import Adapter
 from retention.errors import Problem
-from retention.plan import TableInfo
-from retention.rules import Op, Policy, Rule
+from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo, blocking_references
+from retention.rules import REDACTED, ColumnAction, Op, Policy, Rule, Strategy
+
+HASH_LENGTH = 64  # characters of a hex HMAC-SHA-256 digest
+_ADDRESS_TYPES = ("INET", "CIDR")  # PostgreSQL address types truncate_ip reads natively
 
 
 @dataclass
@@ -22,6 +28,16 @@ class Schema:
 
     tables: dict[tuple[str, str], TableInfo] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)  # source -> error text
+    # (source, table) -> the reflected foreign keys into that table
+    foreign_keys: dict[tuple[str, str], tuple[ForeignKeyInfo, ...]] = field(
+        default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)  # valid, but worth saying
+
+    def foreign_keys_of(self, rule: Rule) -> tuple[ForeignKeyInfo, ...]:
+        """The foreign keys into ``rule``'s table and its declared children."""
+        names = (rule.table, *(c.table for c in rule.children))
+        return tuple(fk for name in names
+                     for fk in self.foreign_keys.get((rule.source, str(name)), ()))
 
 
 def check(policy: Policy, adapters: dict[str, Adapter], rules: tuple[Rule, ...]
@@ -86,6 +102,9 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
             problem("action", f"cannot anonymize {action.column!r}: it is part of the key")
         elif action.column == rule.event_column:
             problem("action", f"cannot anonymize {action.column!r}: it is the event column")
+        else:
+            for message in action_problems(action, info.columns[action.column]):
+                problem("action", message)
     cascades = getattr(adapter, "cascades_to", None)
     if not rule.action.columns and cascades is not None:
         declared = {c.table for c in rule.children}
@@ -98,6 +117,14 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
             for grandchild in cascades(child):
                 problem("children", f"table {grandchild!r} references child table {child!r} "
                         "with ON DELETE CASCADE or SET NULL: its rows would change unaudited")
+    foreign_keys = getattr(adapter, "foreign_keys_into", None)
+    if not rule.action.columns and foreign_keys is not None:
+        for name in (rule.table, *(c.table for c in rule.children)):
+            if (rule.source, name) not in schema.foreign_keys:
+                schema.foreign_keys[(rule.source, name)] = tuple(foreign_keys(name))
+        for ref in blocking_references(rule, schema.foreign_keys_of(rule)):
+            schema.warnings.append(Problem(policy.path, rule.line_of("children"), rule.name,
+                                           _kept(rule, ref)))
     if rule.children and len(info.primary_key) != 1:
         problem("children", "children need a parent with a single-column primary key")
     if rule.children and rule.action.columns:
@@ -112,6 +139,62 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
         if not child_info.primary_key:
             problem("children", f"child table {child.table!r} has no primary key")
     return out
+
+
+def action_problems(action: ColumnAction, column: ColumnInfo) -> list[str]:
+    """Why ``action`` cannot write its anonymized form into ``column``, if it cannot."""
+    name, strategy = action.column, action.strategy
+    if strategy is Strategy.NULL or (strategy is Strategy.FIXED and action.value is None):
+        if column.nullable:
+            return []
+        return [f"anonymize {name!r}: column {name!r} is NOT NULL, so it cannot be set to "
+                "null (use redact, {fixed: VALUE} or, for addresses, truncate_ip)"]
+    if strategy is Strategy.FIXED:
+        return _fixed_problems(name, action.value, column)
+    if strategy is Strategy.TRUNCATE_IP and column.type_name.upper() in _ADDRESS_TYPES:
+        return []
+    if not column.text:
+        return [f"anonymize {name!r}: {strategy} writes text, but column {name!r} is "
+                f"{column.type_name}"]
+    needed = {Strategy.HASH: HASH_LENGTH, Strategy.REDACT: len(REDACTED)}.get(strategy)
+    if needed is not None and column.length is not None and column.length < needed:
+        return [f"anonymize {name!r}: {strategy} writes {needed} characters, but column "
+                f"{name!r} holds at most {column.length} ({column.type_name})"]
+    return []
+
+
+def _fixed_problems(name: str, value: Any, column: ColumnInfo) -> list[str]:
+    """A fixed value must have the column's type (text for text; no bool for a number,
+    no datetime for a date) and fit its length."""
+    kind = str if column.text else column.python_type
+    if kind in (float, Decimal):
+        fits = isinstance(value, int | float) and not isinstance(value, bool)
+    elif kind is int:
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is dt.date:
+        fits = isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+    else:
+        fits = kind is None or isinstance(value, kind)
+    if not fits:
+        return [f"anonymize {name!r}: fixed value {value!r} does not fit column {name!r} "
+                f"({column.type_name})"]
+    if isinstance(value, str) and column.length is not None and len(value) > column.length:
+        return [f"anonymize {name!r}: fixed value {value!r} is longer than column {name!r} "
+                f"holds ({column.type_name})"]
+    return []
+
+
+def _kept(rule: Rule, ref: Reference) -> str:
+    """The warning for a reference that keeps rows: what happens, and what to do about it."""
+    columns = ", ".join(ref.columns)
+    if ref.via_key is not None:
+        return (f"table {ref.table!r} references child table {ref.referred!r} ({columns}): "
+                "the parents of referenced rows are kept and counted as blocked")
+    said = f"table {ref.table!r} references {ref.referred!r} ({columns}): referenced rows are "
+    if ref.table == rule.table or ref.table in {c.table for c in rule.children}:
+        return said + "kept and counted as blocked until nothing references them"
+    return (said + "kept and counted as blocked; declare it under 'children' to delete them "
+            "together")
 
 
 def reason(exc: BaseException) -> str:

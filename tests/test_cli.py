@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import html
 import io
 import json
 import os
@@ -46,7 +47,8 @@ RUN_FIELDS = {"run_id", "policy", "as_of", "dry_run", "rules"}
 RUN_RULE_FIELDS = {"rule", "status", "deleted", "anonymized", "held", "children"}
 REPORT_FIELDS = {"policy", "as_of", "rules", "uncovered"}
 REPORT_RULE_FIELDS = {"rule", "action", "due", "held", "cutoff", "oldest_due_event",
-                      "children", "due_next_7d", "due_next_30d", "due_next_90d", "samples"}
+                      "children", "due_next_7d", "due_next_30d", "due_next_90d", "samples",
+                      "would_stop"}
 EXPORT_FIELDS = ["run_id", "rule", "source", "table", "key", "action", "event_at", "due_at",
                  "at"]
 _OUR_VARS = ("SHOP_DATABASE_URL", "RETENTION_AUDIT_URL", "RETENTION_POLICY",
@@ -282,6 +284,72 @@ def test_run_exits_3_when_max_fraction_stops_a_rule(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     rule = json.loads(proc.stdout)["rules"][0]
     assert (rule["status"], rule["deleted"]) == ("stopped", 0)
+    assert snapshot(url) == before
+
+
+LIMITS_POLICY = """\
+policy: limits
+sources:
+  db:
+    adapter: sql
+    url: ${CLI_TEST_URL}
+audit:
+  url: sqlite:///AUDIT
+rules:
+  fraction:
+    table: events
+    retain: 1 year after at
+    max_fraction: 0.5
+  rows:
+    table: events
+    retain: 1 year after at
+    max_fraction: 1.0
+    max_rows: 2
+  calm:
+    table: events
+    retain: 1 year after at
+    max_fraction: 1.0
+"""
+
+
+def test_report_says_per_rule_why_the_safety_limit_would_stop_a_run_in_every_format(
+        tmp_path: Path) -> None:
+    """`would_stop` (SPEC §3): the reason a run now stops the rule (the run's own words),
+    or null; table, csv, md and html show it too."""
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    conn = sqlite3.connect(tmp_path / "target.db")
+    conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, at TIMESTAMP)")
+    conn.executemany("INSERT INTO events VALUES (?, ?)",
+                     [(i, "2010-01-01 00:00:00" if i <= 3 else "2026-02-28 00:00:00")
+                      for i in range(1, 5)])
+    conn.commit()
+    conn.close()
+    policy = str(write_policy(tmp_path, LIMITS_POLICY.replace("AUDIT",
+                                                              str(tmp_path / "audit.db"))))
+    env = {"CLI_TEST_URL": url}
+    before = snapshot(url)
+
+    proc = cli("report", policy, "--as-of", SPEC_AS_OF, "--format", "json", env=env,
+               cwd=tmp_path)
+
+    assert proc.returncode == 0, proc.stderr
+    would = {r["rule"]: r["would_stop"] for r in json.loads(proc.stdout)["rules"]}
+    assert would["calm"] is None
+    assert "3 of 4 rows (75%) are due, more than max_fraction 0.5" in would["fraction"]
+    assert "3 rows are due, more than max_rows 2" in would["rows"]
+    ran = cli("run", policy, "--as-of", SPEC_AS_OF, "--dry-run", "--format", "json",
+              env=env, cwd=tmp_path)
+    assert ran.returncode == 3, ran.stderr
+    stopped = {r["rule"]: r.get("error") for r in json.loads(ran.stdout)["rules"]}
+    assert stopped == would  # the report predicts the run's own decision
+    for fmt in ("table", "csv", "md", "html"):
+        shown = cli("report", policy, "--as-of", SPEC_AS_OF, "--format", fmt, env=env,
+                    cwd=tmp_path).stdout
+        assert "would_stop" in shown, (fmt, shown)
+        flat = " ".join(shown.replace("│", " ").replace("|", " ").split())
+        for reason in (would["fraction"], would["rows"]):
+            assert " ".join(html.escape(reason).split()) in flat \
+                or " ".join(reason.split()) in flat, (fmt, shown)
     assert snapshot(url) == before
 
 

@@ -321,14 +321,24 @@ def test_a_policy_without_its_identifier_is_an_error() -> None:
 
 
 def test_where_values_become_equality_list_null_and_not_null_filters() -> None:
-    """Scalar -> =, list -> IN, null -> IS NULL, {not: null} -> IS NOT NULL."""
-    text = with_rule_lines("where: {a: 1, b: [x, y], c: null, d: {not: null}}")
+    """Scalar -> =, list -> IN, null -> IS NULL, {not: null} -> IS NOT NULL,
+    {not: value} and {not: [values]} -> the other rows, NULL included."""
+    text = with_rule_lines("where: {a: 1, b: [x, y], c: null, d: {not: null}, e: {not: x}, "
+                           "f: {not: [1, 2]}}")
     assert load_policy_text(text, "p.yaml", {}).rule("r").filters == (
         Filter("a", Op.EQ, (1,)),
         Filter("b", Op.IN, ("x", "y")),
         Filter("c", Op.IS_NULL),
         Filter("d", Op.NOT_NULL),
+        Filter("e", Op.NOT_EQ, ("x",)),
+        Filter("f", Op.NOT_IN, (1, 2)),
     )
+
+
+def test_a_negated_filter_says_that_it_keeps_null() -> None:
+    """The plan shows {not: x} as a comparison that NULL passes."""
+    assert str(Filter("e", Op.NOT_EQ, ("x",))) == "(e IS NULL OR e <> 'x')"
+    assert str(Filter("f", Op.NOT_IN, (1, 2))) == "(f IS NULL OR f NOT IN (1, 2))"
 
 
 def test_where_that_is_not_a_mapping_is_an_error() -> None:
@@ -338,15 +348,19 @@ def test_where_that_is_not_a_mapping_is_an_error() -> None:
     ]
 
 
-def test_where_with_an_operator_other_than_not_null_is_an_error() -> None:
-    """'{gt: 3}' and '{not: 1}' are not understood."""
-    assert problems(with_rule_lines("where: {a: {gt: 3}, b: {not: 1}}")) == [
-        "p.yaml:8: rule 'r': where 'a': only {not: null} is understood",
-        "p.yaml:8: rule 'r': where 'b': only {not: null} is understood",
+WHERE_FORMS = "use a value, [values], null, {not: value}, {not: [values]} or {not: null}"
+
+
+@pytest.mark.parametrize("value", ["{gt: 3}", "{not: 1, also: 2}", "{not: {not: 1}}"])
+def test_where_with_an_unknown_operator_is_an_error(value: str) -> None:
+    """Only `not` is understood, alone, with a value, a list or null."""
+    assert problems(with_rule_lines(f"where: {{a: {value}}}")) == [
+        f"p.yaml:8: rule 'r': where 'a': {WHERE_FORMS}"
     ]
 
 
-@pytest.mark.parametrize("value", ["[]", "[1, null]", "[1, [2]]", "[{x: 1}]"])
+@pytest.mark.parametrize("value", ["[]", "[1, null]", "[1, [2]]", "[{x: 1}]", "{not: []}",
+                                   "{not: [1, null]}", "{not: [[1]]}"])
 def test_where_with_an_empty_list_or_nested_values_is_an_error(value: str) -> None:
     """A list needs at least one plain value."""
     assert problems(with_rule_lines(f"where: {{a: {value}}}")) == [
@@ -528,7 +542,8 @@ def test_several_problems_are_reported_together_one_per_line_sorted_by_line(
             "policies/shop.yaml:15: rule 'bad': unknown source 'nope'",
             "policies/shop.yaml:17: rule 'bad': retain: unknown unit 'fortnights' "
             "(use hours, days, weeks, months or years) in '3 fortnights after x'",
-            "policies/shop.yaml:18: rule 'bad': where 'a': only {not: null} is understood",
+            "policies/shop.yaml:18: rule 'bad': where 'a': use a value, [values], null, "
+            "{not: value}, {not: [values]} or {not: null}",
             "policies/shop.yaml:19: rule 'bad': anonymize 'ip': unknown strategy 'mangle' "
             "(use null, redact, hash, truncate_ip, fixed)",
             "policies/shop.yaml:19: rule 'bad': environment variable RETENTION_HASH_KEY "

@@ -25,14 +25,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from retention import secrets, urls
 from retention.adapters.protocol import AffectedRow
 from retention.audit import chain
 from retention.audit.schema import head, log, metadata, runs
 from retention.db import create_engine, safe_url, same_database, writing
-from retention.errors import AuditError
+from retention.errors import AuditError, UrlError
 
 VERIFY_CHUNK = 2000  # entries read per round trip while verifying
 CREATE_ATTEMPTS = 8  # tries to create the tables while other processes do the same
@@ -43,6 +43,18 @@ def _unreachable(url: str, exc: Exception) -> AuditError:
     bad_url = isinstance(exc, sa.exc.ArgumentError)
     return AuditError(f"cannot open the audit store {url}: {type(cause).__name__}",
                       exit_code=2 if bad_url else 1)
+
+
+def _scrubbed_detail(detail: Any) -> Any:
+    """An entry's ``detail`` (JSON text, usually) with every remembered password masked."""
+    if not isinstance(detail, str):
+        return detail
+    try:
+        data = json.loads(detail)
+    except ValueError:
+        return secrets.scrub(detail)
+    clean = secrets.scrub_data(data)
+    return detail if clean == data else json.dumps(clean, sort_keys=True, default=str)
 
 
 def now_text() -> str:
@@ -81,6 +93,8 @@ class AuditStore:
             self.engine = create_engine(url)
             if create:
                 self._create()
+        except UrlError as exc:
+            raise AuditError(f"cannot open the audit store: {exc.reason}") from None
         except sa.exc.SQLAlchemyError as exc:
             raise _unreachable(self.url, exc) from None
 
@@ -106,7 +120,10 @@ class AuditStore:
     @classmethod
     def peek(cls, url: str) -> AuditStore | None:
         """The store at ``url`` if it already exists, opened without creating anything."""
-        parsed = make_url(url)
+        try:
+            parsed = urls.parse(url)
+        except UrlError as exc:
+            raise AuditError(f"cannot open the audit store: {exc.reason}") from None
         if parsed.get_backend_name() == "sqlite":
             if not parsed.database or parsed.database == ":memory:":
                 return None
@@ -145,6 +162,7 @@ class AuditStore:
         for entry in entries:
             seq += 1
             row = {name: entry.get(name) for name in (c.name for c in log.columns)}
+            row["detail"] = _scrubbed_detail(row["detail"])
             row.update(seq=seq, prev_hash=prev, at=entry.get("at") or now_text())
             row["hash"] = prev = chain.entry_hash(row)
             rows.append(row)
@@ -169,6 +187,7 @@ class AuditStore:
 
     def finish_run(self, run_id: str, status: str, summary: list[dict[str, Any]]) -> None:
         finished = now_text()
+        summary = secrets.scrub_data(summary)
         detail = json.dumps({"status": status, "rules": summary}, sort_keys=True, default=str)
         with writing(self.engine) as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(
