@@ -143,8 +143,9 @@ class Adapter(Protocol):
 
         With ``batch_id``, a batch that changes rows also writes its commit marker
         in the same transaction, before ``hook``: :meth:`committed` later proves
-        whether it committed. The store for the markers is created before the
-        transaction on first use (never by the reading methods).
+        whether it committed. The store for the markers is created, outside the
+        transaction, by the first batch that changes rows (never by a batch that
+        changes nothing, nor by the reading methods).
 
         Raises the driver's errors (wrapped by SQLAlchemy) on connection loss,
         timeouts or deadlocks, and an integrity error when ``batch_id`` was

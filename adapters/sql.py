@@ -10,8 +10,8 @@ Database differences live here, keyed on the dialect name:
   PostgreSQL, MariaDB); elsewhere the locked selection is deleted and the row
   count must match it.
 * Commit markers (``retention_batch_marks``, :mod:`sql_marks`): a batch given an
-  id writes a row there in its own transaction, so whether it committed can be
-  proven later. Replay's checks and deletes live in :mod:`sql_replay`.
+  id that changes rows writes a row there in its own transaction, so whether it
+  committed can be proven later. Replay's checks and deletes live in :mod:`sql_replay`.
 """
 
 from __future__ import annotations
@@ -226,10 +226,13 @@ class SqlAdapter:
 
     def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
                   batch_id: str | None = None) -> Batch:
+        return self.marks.creating(batch_id is not None,
+                                   lambda: self._run_batch(plan, after, hook, batch_id))
+
+    def _run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
+                   batch_id: str | None) -> Batch:
         table = self.table(plan.table)
         width = len(plan.primary_key)
-        if batch_id is not None:
-            self.marks.ensure()
         with writing(self.engine) as conn:
             self._timeouts(conn, plan)
             rows = list(conn.execute(
@@ -259,9 +262,12 @@ class SqlAdapter:
 
     def replay(self, plan: Plan, recorded: list[Recorded], hook: BatchHook | None,
                batch_id: str | None = None) -> Replayed:
+        return self.marks.creating(hook is not None and batch_id is not None,
+                                   lambda: self._replay(plan, recorded, hook, batch_id))
+
+    def _replay(self, plan: Plan, recorded: list[Recorded], hook: BatchHook | None,
+                batch_id: str | None) -> Replayed:
         apply = hook is not None
-        if apply and batch_id is not None:
-            self.marks.ensure()
         with writing(self.engine) if apply else self.engine.connect() as conn:
             if apply:
                 self._timeouts(conn, plan)

@@ -9,16 +9,18 @@ insert waits for a transaction of the batch still in flight (it holds the same
 key) and then either fails (the batch committed) or takes the key for good, so
 the batch can never commit afterwards: the answer is final.
 
-The table is created outside any batch (MariaDB commits DDL implicitly), on the
-first write that needs it; reading commands never create it. Rows are deleted
-once their batches are closed in the audit store.
+The table is created outside any batch (MariaDB commits DDL implicitly), and
+only when a batch is about to write the first marker: that batch is rolled
+back, the table created, and the batch run again (:meth:`Marks.creating`). So a
+run that changes nothing, and every reading command, leaves the target as it
+was. Rows are deleted once their batches are closed in the audit store.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, MetaData, Table, select
@@ -28,6 +30,12 @@ from retention.db import writing
 MARKS_TABLE = "retention_batch_marks"  # commit markers of batches, in the target itself
 PROOF_LOCK_TIMEOUT = 30  # seconds committed() waits for a batch transaction still in flight
 CHUNK = 500  # batch ids per IN list
+T = TypeVar("T")
+
+
+class _TableMissing(Exception):
+    """A batch is about to write the first marker before the table exists (internal:
+    raised inside the batch's transaction so that it rolls back, never escapes)."""
 
 
 def chunks(items: list[Any]) -> Iterator[list[Any]]:
@@ -49,6 +57,21 @@ class Marks:
                            schema=schema)
         self._ready = False
 
+    def creating(self, needed: bool, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` (one batch transaction that may :meth:`write` a marker when
+        ``needed``); if the table is missing then, create it and run the batch again."""
+        if needed and not self.present():
+            try:
+                return attempt()
+            except _TableMissing:  # rolled back before anything was written anywhere
+                self.ensure()
+        return attempt()
+
+    def present(self) -> bool:
+        """Whether the table exists (remembered once it does)."""
+        self._ready = self._ready or self._exists()
+        return self._ready
+
     def ensure(self) -> None:
         """Create the table if it is missing; never inside a batch's transaction."""
         if self._ready:
@@ -66,6 +89,8 @@ class Marks:
 
     def write(self, conn: Connection, batch_id: str, committed: bool = True) -> None:
         """Insert the marker of ``batch_id`` in ``conn``'s transaction."""
+        if not self._ready:
+            raise _TableMissing(batch_id)
         at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         conn.execute(self.table.insert().values(batch_id=batch_id, committed=committed, at=at))
 
@@ -82,7 +107,7 @@ class Marks:
         """See :meth:`retention.adapters.protocol.Adapter.committed`."""
         if not batch_ids:
             return set()
-        if not (self._ready or self._exists()):
+        if not self.present():
             raise LookupError(
                 f"table {MARKS_TABLE!r} is missing from {self.url}: whether batch "
                 f"{', '.join(batch_ids[:3])} committed cannot be proven")
@@ -108,7 +133,7 @@ class Marks:
 
     def forget(self, batch_ids: list[str]) -> None:
         """Delete the markers of ``batch_ids`` (closed in the audit store)."""
-        if not batch_ids or not (self._ready or self._exists()):
+        if not batch_ids or not self.present():
             return
         with writing(self.engine) as conn:
             for chunk in chunks(batch_ids):

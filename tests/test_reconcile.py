@@ -28,7 +28,7 @@ from retention.audit.store import AuditStore, RunInfo
 from retention.outcome import Status
 from retention.plan import Plan
 from retention.rules import Policy
-from tests.support import keys, snapshot
+from tests.support import keys, snapshot, utc
 from tests.test_audit import (
     AS_OF,
     NEW,
@@ -204,7 +204,8 @@ def test_the_marker_of_a_batch_left_open_stays_until_it_is_settled(
 
 def test_validate_plan_and_report_create_no_marker_table_and_report_never_lists_it(
         shop: Policy, capsys: pytest.CaptureFixture[str]) -> None:
-    """The marker table is created by the first write only, and is no uncovered table."""
+    """The marker table is created by the first batch that changes rows, and is no
+    uncovered table."""
     url = shop.sources["db"].options["url"]
     before = snapshot(url)
     for command in (["validate"], ["plan", "--as-of", AS_OF.isoformat()]):
@@ -213,6 +214,8 @@ def test_validate_plan_and_report_create_no_marker_table_and_report_never_lists_
         assert exited.value.code == 0, capsys.readouterr()
     assert report.build(shop, AS_OF)["uncovered"] == []
     engine.run(shop, AS_OF, dry_run=True)
+    nothing_due = engine.run(shop, utc(2016, 1, 1))  # a run that changes nothing
+    assert nothing_due.rules[0].status is Status.OK and nothing_due.rules[0].deleted == 0
     assert snapshot(url) == before
 
     engine.run(shop, AS_OF)
