@@ -7,6 +7,16 @@ Third-party adapters register under the entry-point group
 
 from __future__ import annotations
 
-from retention.adapters.protocol import Adapter, AffectedRow, Batch, BatchHook, DueCount
+from retention.adapters.protocol import (
+    Adapter,
+    AffectedRow,
+    Batch,
+    BatchHook,
+    DueCount,
+    Kept,
+    Recorded,
+    Replayed,
+)
 
-__all__ = ["Adapter", "AffectedRow", "Batch", "BatchHook", "DueCount"]
+__all__ = ["Adapter", "AffectedRow", "Batch", "BatchHook", "DueCount", "Kept", "Recorded",
+           "Replayed"]

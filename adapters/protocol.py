@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from retention.plan import Plan, TableInfo
@@ -43,6 +44,32 @@ class DueCount:
     # references them, per referencing table (every such table, 0 included)
     blocked: dict[str, int] = field(default_factory=dict)
     unreadable: int = 0  # rows whose event value is no instant: never due
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A record whose deletion the audit log holds (for replay): where, which, and when."""
+
+    table: str
+    key: dict[str, Any]
+    event_at: dt.datetime  # the event instant recorded with the deletion
+
+
+class Kept(StrEnum):
+    """Why replay left a restored row alone."""
+
+    REUSED_KEY = "reused_key"  # another record with the recorded key (other event instant)
+    NOT_SELECTED = "not_selected"  # the rule no longer selects it (where, cutoff)
+    HELD = "held"  # under a legal hold, or a child of a held parent
+    PARENT_KEPT = "parent_kept"  # a child whose parent is there and stays
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What one replay transaction deleted again (or would), and what it left alone."""
+
+    rows: tuple[AffectedRow, ...]
+    kept: tuple[tuple[Recorded, Kept], ...]
 
 
 # Called inside the batch's transaction, after the changes and before the commit,
@@ -110,19 +137,52 @@ class Adapter(Protocol):
         """The statements a run of ``plan`` executes, as SQL text with bound parameters."""
         ...
 
-    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook) -> Batch:
+    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
+                  batch_id: str | None = None) -> Batch:
         """Delete or anonymize the next batch of due rows after key ``after``.
 
         One short transaction: select and lock up to ``plan.batch_size`` due rows,
         remove their children and them (or anonymize them), call ``hook`` with the
         batch and the connection, then commit. If ``hook`` raises, the
-        transaction rolls back and the exception propagates. Raises the driver's
-        errors (wrapped by SQLAlchemy) on connection loss, timeouts or deadlocks.
+        transaction rolls back and the exception propagates.
+
+        With ``batch_id``, a batch that changes rows also writes its commit marker
+        in the same transaction, before ``hook``: :meth:`committed` later proves
+        whether it committed. The store for the markers is created, outside the
+        transaction, by the first batch that changes rows (never by a batch that
+        changes nothing, nor by the reading methods).
+
+        Raises the driver's errors (wrapped by SQLAlchemy) on connection loss,
+        timeouts or deadlocks, and an integrity error when ``batch_id`` was
+        already settled by :meth:`committed` (the batch rolls back).
+        """
+        ...
+
+    def committed(self, batch_ids: list[str]) -> set[str]:
+        """Those of ``batch_ids`` whose transaction committed, proven by their markers.
+
+        Every other id is fenced before the answer: a marker saying "not committed"
+        takes its place, so a transaction of that batch still in flight (a dropped
+        connection during COMMIT) waits for it and can never commit afterwards. The
+        answer is final. Waits for such a transaction (bounded by a lock timeout);
+        raises the driver's errors when the store cannot be reached or the wait
+        times out, and ``LookupError`` when the marker store is missing (it was
+        dropped or restored from an older backup: nothing can be proven).
+        """
+        ...
+
+    def forget(self, batch_ids: list[str]) -> None:
+        """Delete the markers of ``batch_ids`` (batches closed in the audit log).
+
+        Raises the driver's errors when the store cannot be reached.
         """
         ...
 
     def exists(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Those of ``keys`` that still have a row in ``table`` (for crash recovery).
+        """Those of ``keys`` that still have a row in ``table``.
+
+        Used for holds on keys and to settle batches left open by a version without
+        commit markers (never to settle a marked batch).
 
         Raises the driver's errors when the store cannot be reached.
         """
@@ -136,12 +196,19 @@ class Adapter(Protocol):
         """
         ...
 
-    def delete_keys(self, table: str, keys: list[dict[str, Any]],
-                    hook: Callable[[list[dict[str, Any]], Any], None]) -> list[dict[str, Any]]:
-        """Delete the rows of ``table`` with these keys in one transaction (for replay).
+    def replay(self, plan: Plan, recorded: list[Recorded], hook: BatchHook | None,
+               batch_id: str | None = None) -> Replayed:
+        """Delete again the restored rows of ``recorded`` that are still those records.
 
-        Calls ``hook`` with the keys actually deleted and the connection before the
-        commit; returns those keys. Raises the driver's errors.
+        One transaction. A row of ``plan.table`` goes when its key is recorded,
+        its event instant equals the recorded one and ``plan`` selects it (its
+        ``where``, cutoff and holds); all its children go with it. A recorded
+        child row goes when its parent is gone (and not held); one whose parent
+        stays, stays. Rows are locked, checked and deleted by key, so no
+        concurrent change slips in; with ``batch_id`` the commit marker is written
+        as in :meth:`run_batch`; ``hook`` gets the deleted rows before the commit.
+        With ``hook`` None nothing changes: the answer says what would go.
+        Raises the driver's errors.
         """
         ...
 

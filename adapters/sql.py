@@ -9,20 +9,30 @@ Database differences live here, keyed on the dialect name:
 * ``DELETE ... RETURNING`` is used where the dialect has it (SQLite >= 3.35,
   PostgreSQL, MariaDB); elsewhere the locked selection is deleted and the row
   count must match it.
+* Commit markers (``retention_batch_marks``, :mod:`sql_marks`): a batch given an
+  id that changes rows writes a row there in its own transaction, so whether it
+  committed can be proven later. Replay's checks and deletes live in :mod:`sql_replay`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from retention.adapters import anonymize, sql_events
+from retention.adapters import anonymize, sql_events, sql_replay
 from retention.adapters import sql_statements as q
-from retention.adapters.protocol import AffectedRow, Batch, BatchHook, DueCount
+from retention.adapters.protocol import (
+    AffectedRow,
+    Batch,
+    BatchHook,
+    DueCount,
+    Recorded,
+    Replayed,
+)
+from retention.adapters.sql_marks import Marks
 from sqlalchemy import Connection, MetaData, Table, select
 from sqlalchemy.exc import NoSuchTableError
 
@@ -117,6 +127,7 @@ class SqlAdapter:
         self._forms: dict[tuple[Any, ...], StoredForms] = {}
         if self.dialect == "sqlite":
             sql_events.register(self.engine)
+        self.marks = Marks(self.engine, self.schema, self.url)
 
     @property
     def supports_returning(self) -> bool:
@@ -274,7 +285,13 @@ class SqlAdapter:
 
     # -- changing -----------------------------------------------------------------
 
-    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook) -> Batch:
+    def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
+                  batch_id: str | None = None) -> Batch:
+        return self.marks.creating(batch_id is not None,
+                                   lambda: self._run_batch(plan, after, hook, batch_id))
+
+    def _run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
+                   batch_id: str | None) -> Batch:
         table = self.table(plan.table)
         width = len(plan.primary_key)
         with writing(self.engine) as conn:
@@ -291,27 +308,38 @@ class SqlAdapter:
             else:
                 affected = self._delete(conn, table, plan, rows, width)
             batch = Batch(tuple(affected), len(rows), tuple(rows[-1][:width]))
+            if batch_id is not None and affected:
+                self.marks.write(conn, batch_id)
             hook(batch, conn)
         return batch
 
-    def delete_keys(self, table: str, keys: list[dict[str, Any]],
-                    hook: Callable[[list[dict[str, Any]], Any], None]) -> list[dict[str, Any]]:
-        if not keys:
-            return []
-        reflected = self.table(table)
-        names, cols, match = _match(reflected, keys)
-        with writing(self.engine) as conn:
-            stmt = reflected.delete().where(match)
-            if self.supports_returning:
-                rows = conn.execute(stmt.returning(*cols)).all()
-            else:
-                lock = select(*cols).where(match)
-                rows = conn.execute(lock if self.dialect == "sqlite"
-                                    else lock.with_for_update()).all()
-                conn.execute(stmt)
-            gone = [dict(zip(names, row, strict=True)) for row in rows]
-            hook(gone, conn)
-        return gone
+    # -- commit markers and replay -------------------------------------------------
+
+    def committed(self, batch_ids: list[str]) -> set[str]:
+        return self.marks.committed(batch_ids)
+
+    def forget(self, batch_ids: list[str]) -> None:
+        self.marks.forget(batch_ids)
+
+    def replay(self, plan: Plan, recorded: list[Recorded], hook: BatchHook | None,
+               batch_id: str | None = None) -> Replayed:
+        return self.marks.creating(hook is not None and batch_id is not None,
+                                   lambda: self._replay(plan, recorded, hook, batch_id))
+
+    def _replay(self, plan: Plan, recorded: list[Recorded], hook: BatchHook | None,
+                batch_id: str | None) -> Replayed:
+        apply = hook is not None
+        with writing(self.engine) if apply else self.engine.connect() as conn:
+            if apply:
+                self._timeouts(conn, plan)
+            found = sql_replay.find(conn, self.table, self.dialect, plan, recorded, lock=apply)
+            rows = tuple(found.rows)
+            if hook is not None:
+                sql_replay.delete(conn, self.table, self.dialect, plan, found)
+                if batch_id is not None and rows:
+                    self.marks.write(conn, batch_id)
+                hook(Batch(rows, len(recorded), None), conn)
+        return Replayed(rows, tuple(found.kept))
 
     def _timeouts(self, conn: Connection, plan: Plan) -> None:
         """Bound how long a batch waits for locks and runs (numbers, never policy text)."""

@@ -232,11 +232,15 @@ def replay(policy: str, since: str, apply_: bool, fmt: str) -> int:
     if fmt == "json":
         out(render.to_json(data))
     else:
-        rows = [[r["rule"], table, n, r["deleted"].get(table, 0), r["status"]]
-                for r in data["rules"] for table, n in r["restored"].items()]
+        rows = [[r["rule"], table, n, r["deleted"].get(table, 0),
+                 ", ".join(f"{why} {k}" for why, k in r["left_alone"].get(table, {}).items()),
+                 r["status"]]
+                for r in data["rules"]
+                for table, n in {**dict.fromkeys(r["left_alone"], 0), **r["restored"]}.items()]
         verb = "Replayed" if apply_ else "Restored rows found (use --apply to delete them)"
         out(render.table(f"{verb}: deletions since {instant}",
-                          ("rule", "table", "restored", "deleted", "status"), rows))
+                          ("rule", "table", "restored", "deleted", "left alone", "status"),
+                          rows))
     return {"ok": EXIT_OK, "failed": EXIT_FAILED, "skipped": 4}[data["status"]]
 
 

@@ -1,8 +1,11 @@
 """Enforce one rule: lease, reconcile, count, limits, then batch after batch.
 
 Each batch is one transaction in the target. Its audit entries are written in
-that transaction when the audit store shares the database, or as intents just
-before the commit and confirmed after it otherwise. A failed batch is
+that transaction when the audit store shares the database. Otherwise they are
+written as intents just before the commit and confirmed after it, and the
+batch writes a commit marker in its own transaction so that whether it
+committed can be proven later; markers of confirmed batches are pruned every
+``PRUNE_EVERY`` batches and at the end of the rule. A failed batch is
 reconciled at once (its commit may have happened before the connection
 dropped) and retried with backoff when the error is transient.
 """
@@ -10,7 +13,6 @@ dropped) and retried with backoff when the error is transient.
 from __future__ import annotations
 
 import traceback
-import uuid
 from typing import Any
 
 from retention import lease as leases
@@ -19,10 +21,12 @@ from retention.adapters.protocol import Adapter, Batch, DueCount
 from retention.audit.store import AuditStore
 from retention.outcome import RuleOutcome, Status
 from retention.plan import Plan
-from retention.reconcile import reconcile
+from retention.reconcile import forget_marks, new_batch_id, reconcile
 from retention.rules import Policy
 from retention.secrets import scrub
 from retention.validate import reason
+
+PRUNE_EVERY = 100  # confirmed batches whose commit markers are deleted in one statement
 
 
 class LeaseLost(RuntimeError):
@@ -95,6 +99,17 @@ def _batches(
 ) -> None:
     source_url = getattr(adapter, "raw_url", None)
     together = isinstance(source_url, str) and store.shares_database_with(source_url)
+    closed: list[str] = []  # confirmed batches whose markers may go
+    try:
+        _loop(policy, adapter, plan, result, store, run_id, lease, log, together, closed)
+    finally:
+        forget_marks(adapter, closed, log)
+
+
+def _loop(
+    policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome, store: AuditStore,
+    run_id: str, lease: leases.Lease, log: Any, together: bool, closed: list[str],
+) -> None:
     after: tuple[Any, ...] | None = None
     attempt = 0
     while True:
@@ -105,7 +120,7 @@ def _batches(
             return
         if not lease.alive():
             raise LeaseLost(plan.rule)
-        batch_id = uuid.uuid4().hex
+        batch_id = new_batch_id(marked=not together)
 
         def hook(batch: Batch, conn: Any, batch_id: str = batch_id) -> None:
             if not batch.rows:
@@ -115,7 +130,7 @@ def _batches(
             store.append(entries, conn if together else None)
 
         try:
-            batch = adapter.run_batch(plan, after, hook)
+            batch = adapter.run_batch(plan, after, hook, None if together else batch_id)
         except Exception as exc:
             # The commit may have gone through before the error. Retry only once the
             # batch is settled: a retry over a batch left open would record rows twice.
@@ -131,6 +146,9 @@ def _batches(
         attempt = 0
         if batch.rows and not together:
             store.append([store.mark(run_id, plan.rule, batch_id, "batch_committed")])
+            closed.append(batch_id)
+            if len(closed) >= PRUNE_EVERY:
+                forget_marks(adapter, closed, log)
         _count(result, plan, [(r.table, r.action) for r in batch.rows])
         if batch.rows:
             log.info("batch_committed", rows=len(batch.rows), batch_id=batch_id)

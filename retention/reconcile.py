@@ -1,16 +1,22 @@
 """Close batches a crashed or cut-off run left open, before anything new happens.
 
 A batch whose records were written as intents but never marked committed or
-rolled back is checked against its target, record by record:
+rolled back is settled from proof of whether its transaction committed: its
+commit marker in the target (:meth:`Adapter.committed`, which also fences a
+batch that did not commit so that it never can). Committed -> every intent
+happened (they are exactly the rows the transaction changed); not committed ->
+none did. Whether a row with a recorded key exists now proves nothing: the
+application may have written the same key again, or deleted a row itself.
 
-* delete: the row is gone -> it was deleted; the row is there -> it was not;
-* anonymize: every anonymized column already holds its anonymized form -> it
-  was changed; otherwise it was not.
+Batches left open by a version without markers (their ids lack the ``mark-``
+prefix) are still checked record by record, as that version did, and logged
+with ``proof="rows"``: a deleted row is gone; an anonymized row holds its
+anonymized form.
 
 The open batch is marked ``batch_rolled_back`` and the records that did happen
-are appended again in a new, committed batch of the reconciling run, each once.
-Only the holder of the rule's lease reconciles, so a live runner's batch in
-flight is never touched.
+are appended again in a new, committed batch of the reconciling run, each once;
+then the markers of the closed batches are pruned. Only the holder of the
+rule's lease reconciles, so a live runner's batch in flight is never touched.
 """
 
 from __future__ import annotations
@@ -33,26 +39,73 @@ from retention.rules import Policy
 log = structlog.get_logger("retention.reconcile")
 
 _COPIED = ("source", "table_name", "record_key", "action", "event_at", "due_at", "rule")
+MARKED = "mark-"  # prefix of the ids of batches that write a commit marker in the target
+
+
+def new_batch_id(marked: bool) -> str:
+    """A new batch id; ``marked`` when the batch writes a commit marker in the target."""
+    return (MARKED if marked else "") + uuid.uuid4().hex
+
+
+def is_marked(batch_id: str) -> bool:
+    """Whether the batch wrote a commit marker, so that its commit can be proven."""
+    return batch_id.startswith(MARKED)
 
 
 def reconcile(store: AuditStore, policy: Policy, adapter: Adapter, run_id: str, rule: str,
               batch_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """Resolve the open batches of ``rule``; return the records confirmed as done."""
+    """Resolve the open batches of ``rule``; return the records confirmed as done.
+
+    Raises what the adapter or the store raise when the proof cannot be read (the
+    batches then stay open for the next run).
+    """
+    found = _open_batches(store, policy.name, rule, batch_ids)
+    source = policy.rule(rule).source
+    unprovable = [b for b, recs in found.items() if is_marked(b) and recs[0]["source"] != source]
+    for batch_id in unprovable:  # its marker is in another source's database
+        log.warning("batch_left_open", batch_id=batch_id, rule=rule,
+                    reason=f"written for source {found.pop(batch_id)[0]['source']!r}, "
+                           f"the rule's source is now {source!r}")
+    marked = [b for b in found if is_marked(b)]
+    proven = adapter.committed(marked) if marked else set()
     confirmed: list[dict[str, Any]] = []
-    for batch_id, records in _open_batches(store, policy.name, rule, batch_ids).items():
-        done = _done(policy, adapter, rule, records)
-        entries = [store.mark(records[0]["run_id"], rule, batch_id, "batch_rolled_back")]
-        if done:
-            new_id = uuid.uuid4().hex
-            entries += [{"kind": "record", "run_id": run_id, "batch_id": new_id,
-                         "detail": json.dumps({"recovered_from": batch_id}),
-                         **{f: r[f] for f in _COPIED}} for r in done]
-            entries.append(store.mark(run_id, rule, new_id, "batch_committed"))
-        store.append(entries)
-        confirmed += done
-        log.warning("batch_reconciled", batch_id=batch_id, rule=rule, confirmed=len(done),
-                    rolled_back=len(records) - len(done))
+    closed: list[str] = []
+    try:
+        for batch_id, records in found.items():
+            if is_marked(batch_id):
+                done, proof = (records if batch_id in proven else []), "marker"
+            else:
+                done, proof = _done(policy, adapter, rule, records), "rows"
+            entries = [store.mark(records[0]["run_id"], rule, batch_id, "batch_rolled_back")]
+            if done:
+                new_id = new_batch_id(marked=False)  # committed in one append: no marker
+                entries += [{"kind": "record", "run_id": run_id, "batch_id": new_id,
+                             "detail": json.dumps({"recovered_from": batch_id}),
+                             **{f: r[f] for f in _COPIED}} for r in done]
+                entries.append(store.mark(run_id, rule, new_id, "batch_committed"))
+            store.append(entries)
+            confirmed += done
+            closed += [batch_id] if is_marked(batch_id) else []
+            log.warning("batch_reconciled", batch_id=batch_id, rule=rule, proof=proof,
+                        confirmed=len(done), rolled_back=len(records) - len(done))
+    finally:
+        forget_marks(adapter, closed, log.bind(rule=rule))
     return confirmed
+
+
+def forget_marks(adapter: Adapter, batch_ids: list[str], logger: Any) -> None:
+    """Prune the commit markers of batches closed in the audit store, and empty the list.
+
+    Never raises: a marker that cannot be pruned now is a harmless leftover of a
+    closed batch (no reconciliation asks for it again).
+    """
+    if not batch_ids:
+        return
+    try:
+        adapter.forget(batch_ids)
+    except Exception as exc:
+        logger.warning("marks_left", batches=len(batch_ids), error=type(exc).__name__)
+    batch_ids.clear()
 
 
 def _open_batches(store: AuditStore, policy: str, rule: str, batch_ids: list[str] | None

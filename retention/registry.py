@@ -14,8 +14,8 @@ from retention.errors import AdapterError
 from retention.rules import Source
 
 GROUP = "retention.adapters"  # entry-point group third-party adapters register in
-_REQUIRED = ("reflect", "tables", "count", "sample_keys", "statements", "run_batch", "exists",
-             "read", "delete_keys", "close")
+_REQUIRED = ("reflect", "tables", "count", "sample_keys", "statements", "run_batch",
+             "committed", "forget", "exists", "read", "replay", "close")
 
 
 def adapter_class(name: str) -> Any:

@@ -1,11 +1,19 @@
 """``retention replay``: delete again what a restore from backup brought back.
 
 A restored backup resurrects records retention already deleted. ``replay``
-reads the audit log's deletions since an instant, finds those rows present
-again, and (with ``--apply``) deletes them once more, children first, under
-each rule's lease, recording every row as a new audit entry that names the
-run it repeats. Records under an active legal hold, and their children, are
-left alone.
+reads the audit log's deletions since an instant and finds those records
+present again. A restored row is deleted again only when it is the record
+whose deletion was recorded (same key and same event instant) and the rule
+still selects it (``where``, cutoff, legal holds), checked and deleted in one
+transaction by the adapter (:meth:`Adapter.replay`); a new row that reuses a
+key is left alone. Children go with a parent deleted again; a recorded child
+whose parent is gone goes too, one whose parent stays (a new parent reusing
+the key, a held one, ...) stays. What is left alone is counted with its reason
+(``reused_key``, ``not_selected``, ``held``, ``parent_kept``).
+
+Without ``--apply`` the same checks run and nothing changes. With it, each
+rule is replayed under its lease and every row deleted again becomes a new
+audit entry that names the run it repeats.
 """
 
 from __future__ import annotations
@@ -13,58 +21,62 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import structlog
 
 from retention import engine, lease
-from retention.audit.store import AuditStore, RunInfo, key_text
+from retention.adapters.protocol import Adapter, Batch, Recorded, Replayed
+from retention.audit.store import AuditStore, RunInfo, iso, key_text
+from retention.plan import Plan
+from retention.reconcile import forget_marks, new_batch_id
 from retention.rules import Policy, Rule
 
 log = structlog.get_logger("retention.replay")
-CHUNK = 500  # keys looked up or deleted per statement
+CHUNK = 500  # records checked and deleted per transaction
 
 
 def replay(policy: Policy, store: AuditStore, since: str, apply: bool,
            as_of: dt.datetime) -> dict[str, Any]:
-    """Find (and with ``apply`` delete) restored rows deleted since ``since``."""
-    rules = {r.name: r for r in policy.rules}
+    """Find (and with ``apply`` delete) restored records deleted since ``since``."""
+    rules = {r.name: r for r in policy.rules if not r.action.columns}
     records = _deleted_since(store, policy, since, set(rules))
     run_id = str(uuid.uuid4())
     out: dict[str, Any] = {"run_id": run_id if apply else None, "policy": policy.name,
                            "since": since, "apply": apply, "rules": []}
-    held = engine.held_keys(policy, as_of, store)
-    if apply:
-        store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256, "replay",
-                                as_of))
     status = "ok"
     with engine.Session(policy) as session:
+        # Bad input (a schema that no longer fits) stops here, before anything is written.
+        plans, failed = engine.compile_plans(session, tuple(rules[n] for n in records), as_of,
+                                             engine.held_keys(policy, as_of, store))
+        if apply:
+            store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256,
+                                    "replay", as_of))
         for name, tables in records.items():
-            rule = rules[name]
-            adapter = session.adapter(rule.source)
-            present = {t: _present(adapter, t, recs) for t, recs in tables.items()}
-            _drop_held(rule, adapter, present, held)
-            deleted: dict[str, int] = dict.fromkeys(present, 0)
-            entry: dict[str, Any] = {"rule": name, "status": "ok", "deleted": deleted,
-                                     "restored": {t: len(v) for t, v in present.items()}}
+            entry: dict[str, Any] = {"rule": name, "status": "ok",
+                                     "restored": dict.fromkeys(tables, 0),
+                                     "deleted": dict.fromkeys(tables, 0), "left_alone": {}}
             out["rules"].append(entry)
-            if not apply or not any(present.values()):
+            if name in failed:
+                entry["status"], entry["error"] = "failed", failed[name]
+                status = "failed"
                 continue
-            taken = lease.acquire(store, policy.name, name)
-            if taken is None:
+            rule, plan = rules[name], plans[name]
+            adapter = session.adapter(rule.source)
+            taken = lease.acquire(store, policy.name, name) if apply else None
+            if apply and taken is None:
                 entry["status"] = status = "skipped"
                 continue
             try:
-                order = [c.table for c in rule.children] + [rule.table]
-                for table in [t for t in order if t in present]:
-                    deleted[table] = _delete(store, adapter, run_id, rule, present[table])
+                _rule(store, adapter, run_id, rule, plan, tables, entry, apply)
             except Exception as exc:
                 entry["status"], entry["error"] = "failed", f"{type(exc).__name__}"
                 status = "failed"
                 log.error("replay_failed", rule=name, error=type(exc).__name__)
             finally:
-                taken.release()
+                if taken is not None:
+                    taken.release()
     if apply:
         store.finish_run(run_id, status, out["rules"])
     out["status"] = status
@@ -72,7 +84,7 @@ def replay(policy: Policy, store: AuditStore, since: str, apply: bool,
 
 
 def _deleted_since(store: AuditStore, policy: Policy, since: str, rules: set[str]
-                   ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+                   ) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """Per rule and table, the latest delete record of each key since ``since``."""
     found: dict[str, dict[str, dict[str, dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(dict))
@@ -80,70 +92,70 @@ def _deleted_since(store: AuditStore, policy: Policy, since: str, rules: set[str
     for rec in store.records(since=since):
         if rec["action"] == "delete" and rec["rule"] in rules and rec["run_id"] in policy_runs:
             found[rec["rule"]][rec["table_name"]][rec["record_key"]] = rec
-    return {rule: {t: list(v.values()) for t, v in tables.items()}
-            for rule, tables in found.items()}
+    return {rule: dict(tables) for rule, tables in found.items()}
 
 
-def _present(adapter: Any, table: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    here: list[dict[str, Any]] = []
-    for start in range(0, len(records), CHUNK):
-        chunk = records[start:start + CHUNK]
-        keys = [json.loads(r["record_key"]) for r in chunk]
-        found = {key_text(k) for k in adapter.exists(table, keys)}
-        here += [r for r, k in zip(chunk, keys, strict=True) if key_text(k) in found]
-    return here
+def _recorded(rec: dict[str, Any]) -> Recorded:
+    return Recorded(rec["table_name"], json.loads(rec["record_key"]),
+                    dt.datetime.fromisoformat(rec["event_at"]))
 
 
-def _drop_held(rule: Rule, adapter: Any, present: dict[str, list[dict[str, Any]]],
-               held: engine.HeldKeys) -> None:
-    """Leave held parents, and the children of held parents, where they are."""
-    if rule.table not in present or rule.table is None:
-        return
-    info = adapter.reflect(rule.table)
-    held_keys = set(held(rule, info.primary_key)) if info else set()
-    if not held_keys:
-        return
-    pk = info.primary_key
-    present[rule.table] = [r for r in present[rule.table]
-                           if tuple(json.loads(r["record_key"])[c] for c in pk) not in held_keys]
-    held_ids = {k[0] for k in held_keys}
-    for child in rule.children:
-        recs = present.get(child.table, [])
-        keys = [json.loads(r["record_key"]) for r in recs]
-        rows = {key_text({c: row[c] for c in keys[0]}): row[child.key]
-                for row in adapter.read(child.table, keys, [child.key])} if keys else {}
-        present[child.table] = [r for r, k in zip(recs, keys, strict=True)
-                                if rows.get(key_text(k)) not in held_ids]
-
-
-def _delete(store: AuditStore, adapter: Any, run_id: str, rule: Rule,
-            records: list[dict[str, Any]]) -> int:
+def _rule(store: AuditStore, adapter: Adapter, run_id: str, rule: Rule, plan: Plan,
+          tables: dict[str, dict[str, dict[str, Any]]], entry: dict[str, Any],
+          apply: bool) -> None:
+    """Parents first (their children go with them), then the recorded children left over."""
     together = store.shares_database_with(getattr(adapter, "raw_url", "") or "")
-    deleted = 0
-    for start in range(0, len(records), CHUNK):
-        chunk = records[start:start + CHUNK]
-        by_key = {key_text(json.loads(r["record_key"])): r for r in chunk}
-        batch_id = uuid.uuid4().hex
+    closed: list[str] = []
+    kept: dict[str, Counter[str]] = defaultdict(Counter)
+    gone: set[tuple[str, str]] = set()
+    parents = list(tables.get(plan.table, {}).values())
+    children = [rec for t, recs in tables.items() if t != plan.table for rec in recs.values()]
+    try:
+        for stage in (parents, children):
+            left = [r for r in stage if (r["table_name"], r["record_key"]) not in gone]
+            for start in range(0, len(left), CHUNK):
+                chunk = left[start:start + CHUNK]
+                done = _chunk(store, adapter, run_id, rule, plan, chunk, together, closed,
+                              apply, tables)
+                for row in done.rows:
+                    gone.add((row.table, key_text(row.key)))
+                    entry["restored"][row.table] = entry["restored"].get(row.table, 0) + 1
+                    if apply:
+                        entry["deleted"][row.table] = entry["deleted"].get(row.table, 0) + 1
+                for rec, why in done.kept:
+                    kept[rec.table][why.value] += 1
+    finally:
+        entry["left_alone"] = {t: dict(sorted(c.items())) for t, c in sorted(kept.items())}
+        forget_marks(adapter, closed, log)
 
-        def hook(gone: list[dict[str, Any]], conn: Any, batch_id: str = batch_id,
-                 by_key: dict[str, dict[str, Any]] = by_key) -> None:
-            if not gone:
-                return
-            entries = [{
+
+def _chunk(store: AuditStore, adapter: Adapter, run_id: str, rule: Rule, plan: Plan,
+           chunk: list[dict[str, Any]], together: bool, closed: list[str], apply: bool,
+           tables: dict[str, dict[str, dict[str, Any]]]) -> Replayed:
+    recorded = [_recorded(r) for r in chunk]
+    if not apply:
+        return adapter.replay(plan, recorded, None)
+    batch_id = new_batch_id(marked=not together)
+
+    def hook(batch: Batch, conn: Any) -> None:
+        if not batch.rows:
+            return
+        entries = []
+        for row in batch.rows:
+            origin = tables.get(row.table, {}).get(key_text(row.key))
+            entries.append({
                 "kind": "record", "run_id": run_id, "batch_id": batch_id, "rule": rule.name,
-                "source": by_key[key_text(k)]["source"],
-                "table_name": by_key[key_text(k)]["table_name"], "record_key": key_text(k),
-                "action": "delete", "event_at": by_key[key_text(k)]["event_at"],
-                "due_at": by_key[key_text(k)]["due_at"],
-                "detail": json.dumps({"replay_of": by_key[key_text(k)]["run_id"]}),
-            } for k in gone]
-            if together:
-                entries.append(store.mark(run_id, rule.name, batch_id, "batch_committed"))
-            store.append(entries, conn if together else None)
+                "source": rule.source, "table_name": row.table, "record_key": key_text(row.key),
+                "action": "delete", "event_at": iso(row.event_at), "due_at": iso(row.due_at),
+                "detail": json.dumps({"replay_of": origin["run_id"]} if origin
+                                     else {"replay_with_parent": True}),
+            })
+        if together:
+            entries.append(store.mark(run_id, rule.name, batch_id, "batch_committed"))
+        store.append(entries, conn if together else None)
 
-        gone = adapter.delete_keys(chunk[0]["table_name"],
-                                   [json.loads(r["record_key"]) for r in chunk], hook)
-        if gone and not together:
-            store.append([store.mark(run_id, rule.name, batch_id, "batch_committed")])
-        deleted += len(gone)
-    return deleted
+    done = adapter.replay(plan, recorded, hook, None if together else batch_id)
+    if done.rows and not together:
+        store.append([store.mark(run_id, rule.name, batch_id, "batch_committed")])
+        closed.append(batch_id)
+    return done

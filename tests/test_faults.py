@@ -13,7 +13,9 @@ then checks the same invariants:
 
 Faults: ``kill -9`` at random moments (startup, mid-batches, near the end), backends
 terminated with ``pg_terminate_backend`` mid-run, three runners started at once, SIGTERM
-mid-run, and (in-process) a batch whose commit and whose reconciliation both fail.
+mid-run, (in-process) a batch whose commit and whose reconciliation both fail, and
+(section 4) kill -9 exactly before or after the target's commit, with the application
+writing a deleted key again or deleting a row itself before the next run.
 SQLite files live on ``/dev/shm`` when it exists (a SQLite commit on a real disk
 costs an fsync, which would make a 400-batch run take ~20 s instead of ~5 s).
 """
@@ -42,6 +44,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from retention.adapters.sql import SqlAdapter
+from retention.adapters.sql_marks import MARKS_TABLE
 from sqlalchemy.pool import NullPool
 
 from retention import calendar, engine, holds
@@ -733,37 +736,218 @@ def test_a_failed_batch_is_recorded_once_whether_or_not_it_can_be_settled_at_onc
     monkeypatch.setenv("FAULT_AUDIT_URL", shop.audit)
     policy = load_policy(write_policy(tmp_path, POLICY.replace(f"batch_size: {BATCH}",
                                                                "batch_size: 4")))
-    real_run_batch, real_exists = SqlAdapter.run_batch, SqlAdapter.exists
+    real_run_batch, real_committed = SqlAdapter.run_batch, SqlAdapter.committed
     faults = {"commit": 1, "lookup": int(lookup_fails)}
     dropped = sa.exc.OperationalError(
         "COMMIT", {}, Exception("server closed the connection unexpectedly"))
 
-    def run_batch(self: SqlAdapter, plan: Any, after: Any, hook: Any) -> Any:
+    def run_batch(self: SqlAdapter, plan: Any, after: Any, hook: Any,
+                  batch_id: str | None = None) -> Any:
         def dropping(batch: Any, conn: Any) -> None:
             hook(batch, conn)  # the intents are committed in the audit store ...
             if faults["commit"] and not committed:  # ... and the target never commits
                 faults["commit"] -= 1
                 raise dropped
-        done = real_run_batch(self, plan, after, dropping)
+        done = real_run_batch(self, plan, after, dropping, batch_id)
         if faults["commit"] and committed:  # the target committed; the reply was lost
             faults["commit"] -= 1
             raise dropped
         return done
 
-    def exists(self: SqlAdapter, table: str, keys: list[dict[str, Any]]) -> Any:
+    def proof(self: SqlAdapter, batch_ids: list[str]) -> Any:
         if faults["lookup"]:  # the database is still away when the batch is settled
             faults["lookup"] -= 1
             raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
-        return real_exists(self, table, keys)
+        return real_committed(self, batch_ids)
 
     monkeypatch.setattr(SqlAdapter, "run_batch", run_batch)
-    monkeypatch.setattr(SqlAdapter, "exists", exists)
+    monkeypatch.setattr(SqlAdapter, "committed", proof)
     first = engine.run(policy, AS_OF)
     monkeypatch.setattr(SqlAdapter, "run_batch", real_run_batch)
-    monkeypatch.setattr(SqlAdapter, "exists", real_exists)
+    monkeypatch.setattr(SqlAdapter, "committed", real_committed)
     second = engine.run(policy, AS_OF)
 
     assert faults == {"commit": 0, "lookup": 0}
     assert first.rules[0].status.value in ("ok", "failed")
     assert second.rules[0].status.value == "ok"
     check_invariants(shop)
+
+
+# -- 4. proof of commit: a key the application writes again -------------------------
+
+FAULTPOINT = Path(__file__).with_name("faultpoint")  # sitecustomize that stops the process
+SUBSCRIBERS = sa.Table(
+    "subscribers", sa.MetaData(),
+    sa.Column("email", sa.String(120), primary_key=True),
+    sa.Column("unsubscribed_at", sa.DateTime, nullable=True),
+    sa.Column("note", sa.String(40), nullable=True),
+)
+NEWSLETTER_POLICY = """\
+policy: proof
+version: "1"
+timezone: UTC
+sources:
+  list:
+    adapter: sql
+    url: ${FAULT_TARGET_URL}
+audit:
+  url: ${FAULT_AUDIT_URL}
+rules:
+  newsletter:
+    source: list
+    table: subscribers
+    retain: 30 days after unsubscribed_at
+    batch_size: 20
+    max_fraction: 1.0
+"""
+GONE_AT = dt.datetime(2024, 5, 1, 8, 30)  # unsubscribed long before AS_OF: due
+
+
+@dataclass
+class Mailing:
+    """A newsletter list keyed by e-mail address, with its audit store in another database."""
+
+    target: str
+    audit: str
+    workdir: Path
+    due: list[str] = field(default_factory=list)
+    runs: int = 0
+
+    def __post_init__(self) -> None:
+        self.policy = write_policy(self.workdir, NEWSLETTER_POLICY, "proof.yaml")
+        self.due = [f"reader-{i:03d}@example.org" for i in range(50)]
+        kept = [f"fan-{i:03d}@example.org" for i in range(30)]
+        self.write(lambda conn: (SUBSCRIBERS.create(conn), conn.execute(SUBSCRIBERS.insert(), [
+            {"email": e, "unsubscribed_at": GONE_AT, "note": "old"} for e in self.due
+        ] + [{"email": e, "unsubscribed_at": None, "note": "reader"} for e in kept])))
+
+    def write(self, change: Any) -> None:
+        eng = sa.create_engine(self.target, poolclass=NullPool)
+        try:
+            with eng.begin() as conn:
+                change(conn)
+        finally:
+            eng.dispose()
+
+    def rows(self) -> dict[str, tuple[Any, ...]]:
+        eng = sa.create_engine(self.target, poolclass=NullPool)
+        try:
+            with eng.connect() as conn:
+                return {r.email: tuple(r) for r in conn.execute(sa.select(SUBSCRIBERS))}
+        finally:
+            eng.dispose()
+
+    def marks(self) -> int:
+        """Commit markers left in the target."""
+        eng = sa.create_engine(self.target, poolclass=NullPool)
+        try:
+            with eng.connect() as conn:
+                return int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {MARKS_TABLE}"))
+                           .scalar_one())
+        finally:
+            eng.dispose()
+
+    def start(self, stop_at: str | None = None) -> Proc:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RETENTION_", "FAULT_"))}
+        env.update(FAULT_TARGET_URL=self.target, FAULT_AUDIT_URL=self.audit)
+        if stop_at:
+            env.update(FAULT_STOP_AT=stop_at, PYTHONPATH=str(FAULTPOINT))
+        self.runs += 1
+        out = self.workdir / f"run-{self.runs:03d}.out"
+        err = self.workdir / f"run-{self.runs:03d}.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            popen = subprocess.Popen(
+                [str(RETENTION), "run", str(self.policy), "--format", "json",
+                 "--as-of", AS_OF.isoformat()],
+                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
+                cwd=self.workdir)
+        return Proc(popen, out, err, time.time())
+
+
+def stopped(proc: Proc, timeout: float = RUN_TIMEOUT) -> None:
+    """Wait until ``proc`` has stopped itself (state T in /proc), failing if it ended."""
+    deadline = time.monotonic() + timeout
+    stat = Path(f"/proc/{proc.popen.pid}/stat")
+    while time.monotonic() < deadline:
+        assert proc.popen.poll() is None, f"the run ended before its stop:\n{proc.tail()}"
+        if stat.read_text().rpartition(")")[2].split()[0] == "T":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the run never reached its stop:\n{proc.tail()}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def mailing(request: pytest.FixtureRequest, fast_dir: Path) -> Mailing:
+    """The newsletter list on each backend; the audit store is a SQLite file beside it."""
+    url_fixture = {"sqlite": None, "postgresql": "postgres_url", "mariadb": "mariadb_url"}
+    name = url_fixture[request.param]
+    target = (f"sqlite:///{fast_dir}/target.db" if name is None
+              else request.getfixturevalue(name))
+    return Mailing(target, f"sqlite:///{fast_dir}/audit.db", fast_dir)
+
+
+def _audit_state(audit: str) -> tuple[list[dict[str, Any]], Any, list[dict[str, Any]]]:
+    store = AuditStore(audit)
+    try:
+        return list(store.records()), store.verify(), store.open_batches()
+    finally:
+        store.close()
+
+
+def test_a_key_written_again_after_the_target_committed_keeps_the_deletion_recorded(
+        mailing: Mailing) -> None:
+    """SPEC §4.2: kill -9 after the target committed and before batch_committed; the
+    application then subscribes a deleted address again. The next run records the
+    crashed batch's deletions (the reused address included) from proof of its commit,
+    and leaves the new row alone and unrecorded."""
+    proc = mailing.start(stop_at="after_target_commit")
+    stopped(proc)
+    first = sorted(mailing.due)[:20]  # the first batch, in key order
+    assert not set(first) & set(mailing.rows()), "the target has not committed yet"
+    again = first[3]
+    mailing.write(lambda conn: conn.execute(SUBSCRIBERS.insert().values(
+        email=again, unsubscribed_at=None, note="subscribed again")))
+    assert proc.kill()
+
+    final = mailing.start()
+    assert final.wait() == 0, final.tail()
+    result = final.json()
+    assert result is not None and result["rules"][0]["status"] == "ok", final.stdout()
+
+    records, verdict, still_open = _audit_state(mailing.audit)
+    recorded = collections.Counter(json.loads(r["record_key"])["email"] for r in records)
+    assert recorded == collections.Counter(mailing.due), recorded
+    assert mailing.rows()[again] == (again, None, "subscribed again")
+    assert verdict.ok, str(verdict)
+    assert still_open == []
+    reconciled = [e for e in final.events() if e.get("event") == "batch_reconciled"]
+    assert [(e["confirmed"], e["rolled_back"]) for e in reconciled] == [(20, 0)], reconciled
+    assert result["rules"][0]["recovered"] == 20
+    assert mailing.marks() == 0
+
+
+def test_a_row_the_application_deleted_after_a_rolled_back_batch_is_not_recorded_as_ours(
+        mailing: Mailing) -> None:
+    """SPEC §4.2, the converse: kill -9 before the target committed; the application then
+    deletes one of the batch's rows itself. The next run records the batch as rolled back
+    and never records that row as deleted by retention."""
+    proc = mailing.start(stop_at="before_target_commit")
+    stopped(proc)
+    first = sorted(mailing.due)[:20]
+    assert proc.kill()
+    theirs = first[5]
+    mailing.write(lambda conn: conn.execute(
+        SUBSCRIBERS.delete().where(SUBSCRIBERS.c.email == theirs)))
+
+    final = mailing.start()
+    assert final.wait() == 0, final.tail()
+
+    records, verdict, still_open = _audit_state(mailing.audit)
+    recorded = collections.Counter(json.loads(r["record_key"])["email"] for r in records)
+    assert recorded == collections.Counter(e for e in mailing.due if e != theirs), recorded
+    assert verdict.ok, str(verdict)
+    assert still_open == []
+    reconciled = [e for e in final.events() if e.get("event") == "batch_reconciled"]
+    assert [(e["confirmed"], e["rolled_back"]) for e in reconciled] == [(0, 20)], reconciled
+    assert mailing.marks() == 0

@@ -1,0 +1,42 @@
+"""Stop a ``retention`` subprocess of the fault tests at one exact point of its first batch.
+
+Only tests/test_faults.py puts this directory on ``PYTHONPATH`` (it is never
+installed), and only with ``FAULT_STOP_AT`` set does it do anything: the
+process sends itself SIGSTOP at the chosen point, the test changes the target
+as an application would and then kills it with SIGKILL. The product has no
+test-only code path for this; the stop wraps :meth:`AuditStore.append`:
+
+* ``after_target_commit``: just before the first ``batch_committed`` of a batch
+  is appended, i.e. after the target committed (a separate audit store);
+* ``before_target_commit``: just after the first batch's intents were appended,
+  i.e. while the target's transaction is still open.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+_STOP_AT = os.environ.get("FAULT_STOP_AT")
+
+
+def _install(point: str) -> None:
+    from retention.audit.store import AuditStore
+
+    append = AuditStore.append
+
+    def stopping(self: AuditStore, entries: Any, conn: Any = None) -> None:
+        kinds = {e["kind"] for e in entries}
+        if point == "after_target_commit" and conn is None and kinds == {"batch_committed"}:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        append(self, entries, conn)
+        if point == "before_target_commit" and conn is None and kinds == {"record"} and \
+                not any(e.get("detail") for e in entries):
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    AuditStore.append = stopping  # type: ignore[method-assign]
+
+
+if _STOP_AT:
+    _install(_STOP_AT)
