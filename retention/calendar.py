@@ -145,9 +145,43 @@ def as_local_naive(instant: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
     return aware(instant).astimezone(tz).replace(tzinfo=None)
 
 
+def naive_local_bound(cut: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """The greatest naive wall-clock time in ``tz`` that is read as an instant ``<= cut``.
+
+    A naive local time is read as its first occurrence (:func:`from_local_naive`), so the
+    stored times that are due are those up to the latest wall-clock reading shown at or
+    before ``cut``. That is ``cut``'s own reading, except in the second pass of an hour
+    the clocks repeated (autumn): then the whole first pass, up to the moment the clocks
+    went back, is due although it reads later on the wall.
+    """
+    cut = aware(cut)
+    wall = as_local_naive(cut, tz)
+    earlier = cut - _FALL_BACK_WINDOW
+    before = earlier.astimezone(tz).utcoffset()
+    if before is None or cut.astimezone(tz).utcoffset() == before:
+        return wall
+    lo, hi = _micros(earlier), _micros(cut)  # the last instant with the earlier offset
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _instant(mid).astimezone(tz).utcoffset() == before:
+            lo = mid
+        else:
+            hi = mid
+    return max(wall, as_local_naive(_instant(lo), tz))
+
+
 def from_local_naive(wall: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
-    """A naive wall-clock time in ``tz`` as an instant (the earlier one when ambiguous)."""
-    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    """A naive wall-clock time in ``tz`` as an instant: the first instant whose wall clock
+    reads ``wall`` or later.
+
+    That is the earlier instant when ``wall`` is ambiguous (the clocks went back), and the
+    end of the gap when it does not exist (the clocks went forward), so later wall times
+    are never read as earlier instants.
+    """
+    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if as_local_naive(first, tz) == wall:
+        return first
+    return first_wall_instant(wall, tz)  # in a gap
 
 
 def _shift(day: pendulum.Date, unit: Unit, amount: int) -> pendulum.Date:

@@ -265,7 +265,7 @@ def make_plan(
         elif kind is EventType.DATE:
             bound = calendar.cutoff_date(cut, tz)
         elif kind is EventType.NAIVE_LOCAL:
-            bound = calendar.as_local_naive(cut, tz)
+            bound = calendar.naive_local_bound(cut, tz)
         elif kind is EventType.NAIVE_UTC:
             bound = cut.replace(tzinfo=None)
         else:

@@ -570,3 +570,17 @@ def test_where_the_clock_went_back_across_midnight_cutoffs_stay_exact(
                    calendar.due_at(event, retain, st_johns) - dt.timedelta(microseconds=1)):
         assert (event <= calendar.cutoff(moment, retain, st_johns)) == (
             calendar.due_at(event, retain, st_johns) <= moment)
+
+
+@given(data=st.data(), name=zones)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_naive_local_bound_selects_exactly_the_walls_read_at_or_before_the_cutoff(
+        data: st.DataObject, name: str) -> None:
+    """v <= naive_local_bound(cut) exactly when from_local_naive(v) <= cut, also when the
+    cutoff or the wall time falls in a repeated or skipped hour."""
+    tz = calendar.zone(name)
+    cut = data.draw(instants(name))
+    offset = data.draw(st.integers(-4 * 3600 * 10**6, 4 * 3600 * 10**6)) * US
+    wall = (calendar.as_local_naive(cut, tz) + offset).replace(tzinfo=None)
+    read = calendar.from_local_naive(wall, tz)
+    assert (wall <= calendar.naive_local_bound(cut, tz)) == (read <= cut)

@@ -313,3 +313,33 @@ def test_dry_run_changes_nothing_and_writes_no_audit(db_url: str, tmp_path: Path
     assert outcome.rules[0].due == 6 and outcome.rules[0].deleted == 0
     assert snapshot(db_url) == before
     assert not (tmp_path / "audit.db").exists()
+
+
+@pytest.mark.parametrize("wall, due", [
+    ("2025-10-26 02:15:00", True),   # 00:15Z (first pass): due
+    ("2025-10-26 02:45:00", True),   # 00:45Z (first pass): due, though later on the wall
+    ("2025-10-26 03:00:00", False),  # 02:00Z: not yet
+    ("2025-10-26 01:59:00", True),
+])
+def test_naive_local_cutoff_in_the_repeated_hour_selects_the_first_pass(
+        db_url: str, tmp_path: Path, wall: str, due: bool) -> None:
+    """A naive local time in the autumn hour is its first occurrence; a cutoff in the second
+    pass (02:30 CET = 01:30Z) makes the whole first pass due, also on PostgreSQL/MariaDB."""
+    meta = sa.MetaData()
+    table = sa.Table("hits", meta, sa.Column("id", sa.Integer, primary_key=True,
+                                             autoincrement=False), sa.Column("seen_at", TS))
+    _create(db_url, table, rows={"hits": [
+        {"id": 1, "seen_at": dt.datetime.fromisoformat(wall)},
+        {"id": 2, "seen_at": dt.datetime(2025, 10, 27)}]})
+    os.environ["TEST_TARGET_URL"] = db_url
+    policy = load_policy(write_policy(tmp_path, (
+        "policy: test\ntimezone: Europe/Amsterdam\nsources:\n  db:\n    adapter: sql\n"
+        "    url: ${TEST_TARGET_URL}\n    naive_timestamps: local\n"
+        f"audit:\n  url: sqlite:///{tmp_path}/audit.db\n"
+        "rules:\n  hits:\n    source: db\n    table: hits\n    retain: 1 hour after seen_at\n"
+        "    max_fraction: 1.0\n")))
+
+    outcome = engine.run(policy, utc(2025, 10, 26, 2, 30))  # cutoff 01:30Z = 02:30 CET
+
+    assert outcome.rules[0].deleted == int(due)
+    assert keys(db_url, "hits") == ({2} if due else {1, 2})
