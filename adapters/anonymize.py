@@ -23,7 +23,7 @@ import os
 import re
 from typing import Any
 
-from retention.rules import REDACTED, ColumnAction, Strategy
+from retention.actions import REDACTED, ColumnAction, Strategy
 
 HEX64 = "[0-9a-f]{64}"  # what ``keyed_hash`` writes, as a regular expression
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"  # no leading zeros

@@ -38,8 +38,9 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.postgresql import CIDR, INET
 
+from retention.actions import REDACTED, ColumnAction, Strategy
+from retention.filters import Filter, Op
 from retention.plan import Plan, Reference
-from retention.rules import REDACTED, ColumnAction, Filter, Op, Strategy
 
 
 def bind_value(value: Any, dialect: str) -> Any:

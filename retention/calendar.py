@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import pendulum
 
-from retention.phrase import Kind, Retain, Unit
+from retention.period import Kind, Retain, Unit
 
 UTC = dt.UTC
 ONE_MICROSECOND = dt.timedelta(microseconds=1)

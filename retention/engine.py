@@ -20,10 +20,11 @@ import structlog
 from retention import calendar, holds, stop, validate
 from retention.adapters.protocol import Adapter
 from retention.audit.store import AuditStore, RunInfo
+from retention.compile import make_plan
 from retention.enforce import enforce
 from retention.errors import PolicyError, Problem, RetentionError, UsageError
 from retention.outcome import RuleOutcome, RunOutcome, Status
-from retention.plan import Plan, make_plan
+from retention.plan import Plan
 from retention.registry import open_adapter
 from retention.rules import Policy, Rule
 

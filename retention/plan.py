@@ -1,7 +1,7 @@
-"""Compile a rule into a plan: frozen data saying exactly what a run will select.
+"""Plans: frozen data saying exactly what a run will select, and what they are made from.
 
-No I/O happens here. The adapter reflects the table into a :class:`TableInfo`;
-the planner combines it with the rule and the run's instant into a
+No I/O happens here. The adapter reflects a table into a :class:`TableInfo`;
+:mod:`retention.compile` combines it with a rule and the run's instant into a
 :class:`Plan`, which the adapter then turns into statements.
 """
 
@@ -13,9 +13,9 @@ from enum import StrEnum
 from typing import Any
 
 from retention import calendar, stored
-from retention.errors import PolicyError
-from retention.phrase import Kind, Retain
-from retention.rules import Action, Filter, Policy, Rule
+from retention.actions import Action
+from retention.filters import Filter
+from retention.period import Retain
 from retention.stored import StoredForms
 
 
@@ -101,31 +101,6 @@ class Reference:
 
     def __str__(self) -> str:
         return f"{self.table} ({', '.join(self.columns)})"
-
-
-def blocking_references(rule: Rule, foreign_keys: tuple[ForeignKeyInfo, ...]
-                        ) -> tuple[Reference, ...]:
-    """The foreign keys into ``rule``'s table or its declared children that keep rows.
-
-    A delete rule removes a row with its declared children; any other foreign key
-    into the table (from another table, from the table itself, from a child by
-    another column) or into a declared child (from a table that is not declared)
-    would make the delete fail, so the rows it references are kept. An anonymize
-    rule keeps every row and has none.
-    """
-    if rule.action.columns:
-        return ()
-    children = {c.table: c.key for c in rule.children}
-    found: set[Reference] = set()
-    for fk in foreign_keys:
-        if fk.referred == rule.table:
-            if children.get(fk.table) is not None and fk.columns == (children[fk.table],):
-                continue  # the declared child's own key: removed with its parent
-            found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns))
-        elif fk.referred in children and fk.table not in children:
-            found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns,
-                                via_key=children[fk.referred]))
-    return tuple(sorted(found, key=lambda r: (r.table, r.columns, r.referred)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,93 +194,6 @@ def event_type(column: ColumnInfo, naive_timestamps: str) -> EventType | None:
     if column.temporal == "naive":
         return EventType.NAIVE_LOCAL if naive_timestamps == "local" else EventType.NAIVE_UTC
     return None
-
-
-def make_plan(
-    policy: Policy,
-    rule: Rule,
-    table: TableInfo,
-    children: dict[str, TableInfo],
-    as_of: dt.datetime,
-    naive_timestamps: str = "utc",
-    held_keys: tuple[tuple[Any, ...], ...] = (),
-    foreign_keys: tuple[ForeignKeyInfo, ...] = (),
-    forms: StoredForms | None = None,
-) -> Plan:
-    """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated.
-
-    ``foreign_keys`` are those into the rule's table and its declared children.
-    ``forms`` is what the event column holds where the database lets a column hold
-    any type (SQLite); None where the declared type is what it holds.
-    Raises :class:`PolicyError` (on the rule's ``retain`` line) when the cutoff at
-    ``as_of`` falls outside the calendar.
-    """
-    tz = calendar.zone(policy.timezone)
-    column = table.columns[rule.event_column]
-    kind = event_type(column, naive_timestamps)
-    if kind is None and forms is None and rule.event_format is None:
-        raise ValueError(f"{rule.event_column} is not a date or timestamp column")
-    if kind is None:
-        kind = EventType.NAIVE_LOCAL if naive_timestamps == "local" else EventType.NAIVE_UTC
-    predicate, reason = choose_predicate(column, kind, forms, rule.event_format)
-    try:
-        cut = calendar.cutoff(as_of, rule.retain, tz)
-        # Calendar spans: every event of the cutoff's microsecond is due (finer stored values).
-        whole = rule.retain.kind is Kind.CALENDAR
-        bound: Any
-        if predicate is Predicate.EPOCH:
-            assert rule.event_format is not None
-            bound = stored.epoch_bound(cut, rule.event_format, whole,
-                                       real=bool(forms and forms.reals))
-        elif predicate is Predicate.PARSED:
-            bound = stored.cutoff_key(cut, whole)
-        elif forms is not None:  # canonical text: compared as text
-            bound = (calendar.cutoff_date(cut, tz).isoformat() if kind is EventType.DATE
-                     else stored.cutoff_key(cut, whole))
-        elif kind is EventType.DATE:
-            bound = calendar.cutoff_date(cut, tz)
-        elif kind is EventType.NAIVE_LOCAL:
-            bound = calendar.naive_local_bound(cut, tz)
-        elif kind is EventType.NAIVE_UTC:
-            bound = cut.replace(tzinfo=None)
-        else:
-            bound = cut
-    except (OverflowError, ValueError):  # the date arithmetic left years 1..9999
-        raise PolicyError.single(
-            policy.path, rule.line_of("retain"), rule.name,
-            f"as of {calendar.aware(as_of).isoformat()} the cutoff of '{rule.retain}' falls "
-            "outside the calendar (years 1 to 9999)") from None
-    return Plan(
-        policy=policy.name,
-        rule=rule.name,
-        source=rule.source,
-        table=table.name,
-        primary_key=table.primary_key,
-        event_column=rule.event_column,
-        event_type=kind,
-        retain=rule.retain,
-        timezone=policy.timezone,
-        as_of=calendar.aware(as_of),
-        cutoff=cut,
-        bound=bound,
-        filters=rule.filters,
-        action=rule.action,
-        children=tuple(
-            ChildPlan(c.table, c.key, children[c.table].primary_key) for c in rule.children
-        ),
-        batch_size=rule.batch_size,
-        max_fraction=rule.max_fraction,
-        max_rows=rule.max_rows,
-        held_keys=held_keys,
-        lock_timeout=rule.lock_timeout,
-        statement_timeout=rule.statement_timeout,
-        text_columns=frozenset(c.name for c in table.columns.values() if c.text),
-        references=blocking_references(rule, foreign_keys),
-        event_format=rule.event_format,
-        predicate=predicate,
-        predicate_reason=reason,
-        naive_zone=policy.timezone if naive_timestamps == "local" else "",
-    )
 
 
 def choose_predicate(column: ColumnInfo, kind: EventType, forms: StoredForms | None,

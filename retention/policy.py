@@ -19,7 +19,8 @@ from typing import Any
 from retention import calendar, scheduler, secrets, urls, yamlfile
 from retention import schedule as schedules
 from retention.errors import PhraseError, PolicyError, Problem
-from retention.phrase import Retain, parse
+from retention.period import Retain
+from retention.phrase import parse
 from retention.rule_parts import (
     Collector as _Collector,
 )

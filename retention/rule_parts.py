@@ -9,17 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from retention.actions import Action, ColumnAction, Strategy
 from retention.errors import Problem
-from retention.rules import (
-    DEFAULT_HASH_KEY_ENV,
-    Action,
-    Child,
-    ColumnAction,
-    Filter,
-    Op,
-    Source,
-    Strategy,
-)
+from retention.filters import Filter, Op
+from retention.rules import DEFAULT_HASH_KEY_ENV, Child, Source
 
 
 class Collector:

@@ -1,12 +1,13 @@
-"""The frozen value objects a policy file becomes: sources, rules, filters, actions."""
+"""The frozen value objects a policy file becomes: the policy, its sources and rules."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from retention.phrase import Retain
+from retention.actions import DELETE, Action
+from retention.filters import Filter
+from retention.period import Retain
 
 DEFAULT_BATCH_SIZE = 1000  # rows per batch transaction: short locks, bounded memory
 DEFAULT_MAX_FRACTION = 0.5  # a rule may remove at most half of its table in one run
@@ -19,85 +20,6 @@ MIN_TIMEOUT = 0.001  # seconds: the databases count timeouts in milliseconds
 MAX_LOCK_TIMEOUT = 3600.0  # seconds: a batch waiting an hour for a lock should fail instead
 MAX_STATEMENT_TIMEOUT = 86400.0  # seconds: one statement of a batch running for a day
 DEFAULT_HASH_KEY_ENV = "RETENTION_HASH_KEY"  # environment variable holding the HMAC key
-REDACTED = "[redacted]"  # the constant marker written by the ``redact`` strategy
-
-
-class Op(StrEnum):
-    EQ = "eq"
-    IN = "in"
-    IS_NULL = "is_null"
-    NOT_NULL = "not_null"
-    NOT_EQ = "not_eq"  # {not: value}: every other row, NULL included
-    NOT_IN = "not_in"  # {not: [values]}: every other row, NULL included
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    """One entry of a rule's ``where`` map, always bound as parameters.
-
-    ``{not: value}`` and ``{not: [values]}`` select exactly the rows that
-    ``value`` and ``[values]`` leave, so a row whose column is NULL passes them
-    (as in Django's ``exclude``; SQL's bare ``<>`` would drop it).
-    """
-
-    column: str
-    op: Op
-    values: tuple[Any, ...] = ()
-
-    def __str__(self) -> str:
-        if self.op is Op.IS_NULL:
-            return f"{self.column} IS NULL"
-        if self.op is Op.NOT_NULL:
-            return f"{self.column} IS NOT NULL"
-        listed = ", ".join(repr(v) for v in self.values)
-        if self.op is Op.EQ:
-            return f"{self.column} = {listed}"
-        if self.op is Op.NOT_EQ:
-            return f"({self.column} IS NULL OR {self.column} <> {listed})"
-        if self.op is Op.NOT_IN:
-            return f"({self.column} IS NULL OR {self.column} NOT IN ({listed}))"
-        return f"{self.column} IN ({listed})"
-
-
-class Strategy(StrEnum):
-    NULL = "null"
-    REDACT = "redact"
-    HASH = "hash"
-    TRUNCATE_IP = "truncate_ip"
-    FIXED = "fixed"
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnAction:
-    """How one column is anonymized: ``value`` for ``fixed``, ``key_env`` names the HMAC key."""
-
-    column: str
-    strategy: Strategy
-    value: Any = None
-    key_env: str | None = None
-
-    def __str__(self) -> str:
-        if self.strategy is Strategy.FIXED:
-            return f"{self.column}: fixed {self.value!r}"
-        if self.strategy is Strategy.HASH:
-            return f"{self.column}: hash (key from ${self.key_env})"
-        return f"{self.column}: {self.strategy}"
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """``delete`` (no columns) or ``anonymize`` (one entry per column)."""
-
-    columns: tuple[ColumnAction, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return "anonymize" if self.columns else "delete"
-
-    def __str__(self) -> str:
-        if not self.columns:
-            return "delete"
-        return "anonymize " + ", ".join(str(c) for c in self.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +47,7 @@ class Rule:
     event_column: str
     filters: tuple[Filter, ...] = ()
     children: tuple[Child, ...] = ()
-    action: Action = Action()
+    action: Action = DELETE
     legal_basis: str | None = None
     description: str | None = None
     schedule: str = DEFAULT_SCHEDULE

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from retention import render
-from retention.phrase import Kind
-from retention.rules import Policy, Rule, Strategy
+from retention.actions import Strategy
+from retention.period import Kind
+from retention.rules import Policy, Rule
 
 COLUMNS = ("Data", "Kept", "Then", "Legal basis", "Stored in", "Checked")
 

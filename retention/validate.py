@@ -13,10 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 from retention import secrets, values
+from retention.actions import REDACTED, ColumnAction, Strategy
 from retention.adapters.protocol import Adapter
+from retention.compile import blocking_references
 from retention.errors import Problem
-from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo, blocking_references
-from retention.rules import REDACTED, ColumnAction, Filter, Op, Policy, Rule, Strategy
+from retention.filters import Filter, Op
+from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo
+from retention.rules import Policy, Rule
 from retention.stored import StoredForms
 
 HASH_LENGTH = 64  # characters of a hex HMAC-SHA-256 digest

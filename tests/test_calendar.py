@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from retention import calendar
-from retention.phrase import Retain, parse
+from retention.period import Retain
+from retention.phrase import parse
 
 UTC = dt.UTC
 US = dt.timedelta(microseconds=1)

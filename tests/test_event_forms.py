@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 
 from retention import calendar, engine, stored
 from retention.audit.store import AuditStore
-from retention.phrase import Kind, parse
+from retention.period import Kind
+from retention.phrase import parse
 from retention.policy import load_policy
 from tests.support import write_policy
 

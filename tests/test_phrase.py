@@ -7,7 +7,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from retention.errors import PhraseError, RetentionError
-from retention.phrase import Kind, Retain, Span, Unit, parse
+from retention.period import Kind, Retain, Span, Unit
+from retention.phrase import parse
 
 
 def reason_of(phrase: str) -> str:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from retention.actions import ColumnAction, Strategy
 from retention.errors import PolicyError, Problem, RetentionError
-from retention.phrase import Kind, Span, Unit
+from retention.filters import Filter, Op
+from retention.period import Kind, Span, Unit
 from retention.policy import load_policy, load_policy_text
 from retention.rules import (
     DEFAULT_BATCH_SIZE,
@@ -22,10 +24,6 @@ from retention.rules import (
     MAX_STATEMENT_TIMEOUT,
     MIN_TIMEOUT,
     Child,
-    ColumnAction,
-    Filter,
-    Op,
-    Strategy,
 )
 
 SHOP = textwrap.dedent("""\

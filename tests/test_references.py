@@ -23,15 +23,9 @@ from retention.adapters.sql import SqlAdapter
 
 from retention import engine
 from retention import report as report_module
+from retention.compile import blocking_references, make_plan
 from retention.outcome import Status
-from retention.plan import (
-    ColumnInfo,
-    ForeignKeyInfo,
-    Reference,
-    TableInfo,
-    blocking_references,
-    make_plan,
-)
+from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo
 from retention.policy import load_policy
 from retention.rules import Policy
 from tests.support import audited, keys, snapshot, table_rows, utc, write_policy
