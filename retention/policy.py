@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from retention import calendar, scheduler, secrets, urls, yamlfile
+from retention import calendar, secrets, urls, yamlfile
 from retention import schedule as schedules
 from retention.errors import PhraseError, PolicyError, Problem
 from retention.period import Retain
@@ -307,11 +307,9 @@ def _rule(
     max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0, high=MAX_ROWS)
     schedule_text = str(merged.get("schedule", DEFAULT_SCHEDULE))
     try:
-        scheduler.trigger(schedules.parse(schedule_text), str(tz))
+        schedules.parse(schedule_text)
     except PhraseError as exc:
         out.add(at("schedule"), name, f"schedule: {exc.reason} in {_shown(exc.phrase)}")
-    except ValueError:
-        pass  # an unknown time zone is reported once, for the policy
     lock_timeout = _number(merged, "lock_timeout", DEFAULT_LOCK_TIMEOUT, float, at, name, out,
                            low=MIN_TIMEOUT, high=MAX_LOCK_TIMEOUT)
     statement_timeout = _number(merged, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, float,

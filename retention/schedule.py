@@ -5,6 +5,12 @@ Accepted: a five-field cron expression (``"0 3 * * *"``) or one of the phrases
 ``weekly on DAY [at HH:MM]``, ``monthly on day N [at HH:MM]``. Times are wall
 clock times in the policy's time zone. The result is plain data;
 :mod:`retention.scheduler` turns it into an APScheduler trigger.
+
+Cron fields are checked here, without APScheduler, exactly as APScheduler 3's
+``CronTrigger`` checks them: values within each field's range, ``a-b`` ranges that
+do not run backwards, ``*/n`` and ``a-b/n`` steps no longer than their range, lists
+with ``,``, month names (``jan``-``dec``) and day names (``mon``-``sun``, Monday
+being 0) and ``last`` for the last day of the month.
 """
 
 from __future__ import annotations
@@ -20,6 +26,13 @@ _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?]+$")
 _LONG_NUMBER = re.compile(r"[0-9]{10,}")  # no field of a schedule needs ten digits
 MAX_INTERVAL_SECONDS = 366 * 86400  # 'every N ...' at most yearly; longer is a cron's job
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+# (field, least value, greatest value) of the five cron fields, in order
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12),
+           ("day_of_week", 0, 6))
+_ALL = re.compile(r"\*(?:/([0-9]+))?")  # * or */step
+_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?(?:/([0-9]+))?")  # a, a-b, a/step, a-b/step
+_NAMES = re.compile(r"([a-z]+)(?:-([a-z]+))?", re.IGNORECASE)  # jan, jan-mar; mon, mon-fri
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +117,63 @@ def _at(words: list[str], phrase: str) -> tuple[int, int]:
 
 
 def _cron(text: str) -> Schedule:
-    minute, hour, day, month, dow = text.split()
+    fields = text.split()
+    for (name, low, high), field in zip(_FIELDS, fields, strict=True):
+        for expr in field.split(","):
+            _check_expression(name, low, high, expr, text)
+    minute, hour, day, month, dow = fields
     return Schedule(text, minute=minute, hour=hour, day=day, month=month, day_of_week=dow)
+
+
+def _check_expression(name: str, low: int, high: int, expr: str, phrase: str) -> None:
+    """Refuse one entry of a cron field's list the way APScheduler 3's ``CronTrigger`` does.
+
+    Its quirks are kept so that exactly the expressions it accepts load: a name range
+    ignores what follows it (``jan-mar/2`` is ``jan-mar``), ``last...`` in the day field
+    is the last day, and the range of ``0-0/n`` counts as the whole field.
+    """
+    if (match := _ALL.fullmatch(expr)) is not None:
+        _check_step(name, expr, match.group(1), high - low, phrase)
+        return
+    if (match := _RANGE.fullmatch(expr)) is not None:
+        first = int(match.group(1))
+        last = None if match.group(2) is None else int(match.group(2))
+        step = match.group(3)
+        if step is not None and int(step) == 0:
+            _check_step(name, expr, step, high - low, phrase)
+        if last is None and step is None:
+            last = first
+        if last is not None and first > last:
+            raise PhraseError(phrase, f"{name} {expr!r}: the range runs backwards")
+        if first < low or (last is not None and last > high):
+            raise PhraseError(phrase, f"{name} {expr!r}: {name} runs from {low} to {high}")
+        _check_step(name, expr, step, (last or high) - first, phrase)
+        return
+    names = {"month": _MONTHS, "day_of_week": _DAYS}.get(name)
+    if names is not None and (match := _NAMES.match(expr)) is not None:
+        numbers = []
+        for word in match.groups():
+            if word is not None and word.lower() not in names:
+                raise PhraseError(phrase, f"{name} {expr!r}: {word!r} is not one of "
+                                  f"{', '.join(names)}")
+            if word is not None:
+                numbers.append(names.index(word.lower()))
+        if numbers != sorted(numbers):
+            raise PhraseError(phrase, f"{name} {expr!r}: the range runs backwards")
+        return
+    if name == "day" and expr.lower().startswith("last"):
+        return
+    raise PhraseError(phrase, f"{name} {expr!r} is not a value, a range, a step or a name")
+
+
+def _check_step(name: str, expr: str, step: str | None, span: int, phrase: str) -> None:
+    if step is None:
+        return
+    if int(step) == 0:
+        raise PhraseError(phrase, f"{name} {expr!r}: a step must be at least 1")
+    if int(step) > span:
+        raise PhraseError(phrase, f"{name} {expr!r}: the step {int(step)} is longer than the "
+                          f"range ({span})")
 
 
 def _bad(phrase: str) -> NoReturn:

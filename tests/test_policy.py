@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -534,6 +536,22 @@ def test_an_absurd_amount_in_a_phrase_is_an_error_quoting_it_briefly(line: str, 
     assert problem.startswith(f"p.yaml:{text.splitlines().index('    ' + line) + 1}: "
                               "rule 'r': ")
     assert reason in problem and len(problem) < 250
+
+
+def test_a_cron_field_out_of_range_is_an_error_on_the_schedule_line() -> None:
+    """The policy language checks cron fields itself, without the daemon's scheduler."""
+    assert problems(with_rule_lines("schedule: 0 24 * * *")) == [
+        "p.yaml:8: rule 'r': schedule: hour '24': hour runs from 0 to 23 in '0 24 * * *'"]
+
+
+def test_loading_a_policy_does_not_import_the_scheduler(tmp_path: Path) -> None:
+    """The policy language knows nothing of the daemon: APScheduler stays unimported."""
+    path = tmp_path / "p.yaml"
+    path.write_text(with_rule_lines("schedule: '*/5 2-4 1,15 jan-jun mon-fri'"))
+    code = ("import sys; from retention.policy import load_policy; "
+            f"load_policy({str(path)!r}); "
+            "assert 'apscheduler' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "2", "half", "false"])

@@ -108,13 +108,110 @@ def test_bad_phrases_say_what_is_wrong(phrase: str, says: str) -> None:
     assert isinstance(caught.value, RetentionError) and caught.value.exit_code == 2
 
 
-@pytest.mark.parametrize("phrase", ["61 * * * *", "0 24 * * *", "0 3 32 * *", "0 3 * 13 *",
-                                    "0 3 * * noday"])
-def test_cron_fields_out_of_range_fail_when_the_trigger_is_built(phrase: str) -> None:
-    """A five-field expression with impossible values is refused by ``trigger``."""
-    with pytest.raises(PhraseError) as caught:
+@pytest.mark.parametrize(("phrase", "says"), [
+    ("61 * * * *", "minute '61': minute runs from 0 to 59"),
+    ("0 24 * * *", "hour '24': hour runs from 0 to 23"),
+    ("0 3 32 * *", "day '32': day runs from 1 to 31"),
+    ("0 3 0 * *", "day '0': day runs from 1 to 31"),
+    ("0 3 * 13 *", "month '13': month runs from 1 to 12"),
+    ("0 3 * 0 *", "month '0'"),
+    ("0 3 * * 7", "day_of_week '7': day_of_week runs from 0 to 6"),
+    ("0 3 * * 1-7", "day_of_week '1-7'"),
+    ("0 3 * * noday", "'noday' is not one of mon, tue"),
+    ("0 3 * * mon-funday", "'funday' is not one of"),
+    ("0 3 * janx *", "'janx' is not one of jan, feb"),
+    ("0 3 * * sun-mon", "the range runs backwards"),
+    ("0 3 * dec-jan *", "the range runs backwards"),
+    ("5-1 * * * *", "the range runs backwards"),
+    ("*/0 * * * *", "a step must be at least 1"),
+    ("0-10/0 * * * *", "a step must be at least 1"),
+    ("*/60 * * * *", "the step 60 is longer than the range (59)"),
+    ("1-1/5 * * * *", "the step 5 is longer than the range (0)"),
+    ("50/10 * * * *", "the step 10 is longer than the range (9)"),
+    ("0 3 * * 0/7", "the step 7 is longer"),
+    ("1,,2 * * * *", "minute '' is not a value"),
+    ("1, * * * *", "minute '' is not a value"),
+    ("? 3 * * *", "minute '?' is not a value"),
+    ("0 3 ? * *", "day '?' is not a value"),
+    ("0 3 * * ?", "day_of_week '?' is not a value"),
+    ("0 3 L * *", "day 'L' is not a value"),
+    ("0 3 first * *", "day 'first' is not a value"),
+    ("0 jan * * *", "hour 'jan' is not a value"),
+    ("0 3 last-1 * *", None),  # 'last...' is the last day, as APScheduler 3 reads it
+    ("*-5 * * * *", "minute '*-5' is not a value"),
+    ("1-2-3 * * * *", "minute '1-2-3' is not a value"),
+])
+def test_cron_fields_apscheduler_refuses_are_refused_when_parsed(phrase: str, says: str | None
+                                                                 ) -> None:
+    """Values out of range, backward ranges, bad steps, names and list entries are refused.
+
+    The policy language checks them itself (loading a policy never imports the daemon), so
+    each phrase the daemon's trigger refuses is refused when the policy loads.
+    """
+    if says is None:
+        assert parse(phrase).day == phrase.split()[2]
         scheduler.trigger(parse(phrase), "UTC")
+        return
+    with pytest.raises(PhraseError) as caught:
+        parse(phrase)
     assert caught.value.phrase == phrase
+    assert says in caught.value.reason
+    with pytest.raises(PhraseError):  # the trigger agrees
+        scheduler.trigger(Schedule(phrase, *phrase.split()), "UTC")
+
+
+_CRON_NAMES = ("minute", "hour", "day", "month", "day_of_week")
+_EXPRESSIONS = [
+    "*", "*/1", "*/2", "*/6", "*/7", "*/11", "*/12", "*/23", "*/24", "*/30", "*/31", "*/59",
+    "*/60", "*/0", "*/", "0", "00", "1", "5", "6", "7", "11", "12", "13", "23", "24", "31",
+    "32", "59", "60", "0-0", "0-0/5", "0-0/70", "1-1", "1-1/1", "0-6", "0-7", "1-12", "1-31",
+    "0-59", "5-1", "2-4", "2-4/2", "2-4/3", "0-59/59", "0-59/60", "1-12/11", "1-12/12", "5/1",
+    "5/10", "5/55", "0/6", "0/7", "1/0", "1-2-3", "jan", "JAN", "Jan-Mar", "dec", "dec-jan",
+    "jan-", "jan/2", "jan-feb/2", "jan-13", "janx", "jan-febx", "mon", "sun", "SUN", "Mon-Fri",
+    "fri-mon", "mon5", "monday", "sun-sun", "last", "Last", "lastday", "last-1", "L", "?", "",
+    "first", "x", "-", "-1", "1-", "*-5", "**", "*/*",
+]
+
+
+def _accepted(make: object) -> bool:
+    try:
+        make()  # type: ignore[operator]
+    except PhraseError:
+        return False
+    return True
+
+
+def _agree(field: int, expr: str) -> None:
+    words = ["*"] * 5
+    words[field] = expr
+    phrase = " ".join(words)
+    by_parse = _accepted(lambda: parse(phrase))
+    by_trigger = _accepted(lambda: scheduler.trigger(Schedule(phrase, *words), "UTC"))
+    assert by_parse == by_trigger, (phrase, by_parse, by_trigger)
+
+
+def test_parse_accepts_exactly_the_cron_fields_the_trigger_accepts() -> None:
+    """Every listed expression in every field: parse refuses it iff APScheduler refuses it."""
+    for field, expr in itertools.product(range(5), _EXPRESSIONS):
+        _agree(field, expr)
+    for field, a, b in itertools.product(range(5), _EXPRESSIONS[:40], _EXPRESSIONS[40:80]):
+        _agree(field, f"{a},{b}")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(field=st.integers(0, 4), parts=st.lists(st.one_of(
+    st.sampled_from(_EXPRESSIONS),
+    st.integers(0, 70).map(str),
+    st.builds("{}-{}".format, st.integers(0, 70), st.integers(0, 70)),
+    st.builds("{}-{}/{}".format, st.integers(0, 70), st.integers(0, 70), st.integers(0, 70)),
+    st.builds("{}/{}".format, st.integers(0, 70), st.integers(0, 70)),
+    st.builds("*/{}".format, st.integers(0, 70)),
+    st.text(alphabet="0123456789adefjlmnorstuvyADJLMS*/-?", min_size=1, max_size=8),
+), min_size=1, max_size=3))
+def test_parse_and_the_trigger_agree_on_generated_cron_fields(field: int, parts: list[str]
+                                                             ) -> None:
+    """Generated values, ranges, steps, names and lists: parse refuses iff the trigger does."""
+    _agree(field, ",".join(parts))
 
 
 # ---------------------------------------------------------------------- concrete DST days
