@@ -38,7 +38,7 @@ from sqlalchemy.exc import NoSuchTableError
 
 from retention.db import create_engine, safe_url, writing
 from retention.plan import ColumnInfo, ColumnKind, ForeignKeyInfo, Plan, TableInfo
-from retention.rules import Source
+from retention.policy.rules import Source
 from retention.stored import StoredForms
 
 log = structlog.get_logger("retention.adapters.sql")

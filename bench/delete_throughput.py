@@ -102,7 +102,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     from retention import engine, logs
     from retention.db import create_engine, writing
-    from retention.policy import load_policy
+    from retention.policy.load import load_policy
 
     logs.configure("info", json=True)
     if spec["kind"] == "retention":

@@ -12,9 +12,9 @@ from retention.audit import AuditStore, RunInfo, Verdict
 from retention.engine import run
 from retention.errors import AdapterError, AuditError, PolicyError, RetentionError, UsageError
 from retention.outcome import RuleOutcome, RunOutcome, Status
-from retention.policy import load_policy, load_policy_text
+from retention.policy.load import load_policy, load_policy_text
+from retention.policy.rules import Policy, Rule
 from retention.report import build as build_report
-from retention.rules import Policy, Rule
 
 __all__ = [
     "AdapterError",

@@ -1,6 +1,6 @@
 """What happens to a due record as plain data: ``delete``, or ``anonymize`` column by column.
 
-:mod:`retention.rule_parts` reads an ``action`` from a policy; plans carry it and
+:mod:`retention.policy.parts` reads an ``action`` from a policy; plans carry it and
 :mod:`retention.adapters.anonymize` applies the strategies.
 """
 

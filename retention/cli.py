@@ -18,7 +18,7 @@ from retention.cli_holds import hold
 from retention.errors import RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
 from retention.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from retention.rules import MAX_ROWS
+from retention.policy.rules import MAX_ROWS
 from retention.secrets import scrub
 
 MAX_MISFIRE_GRACE = 366 * 86400  # seconds: a slot missed more than a year ago is history

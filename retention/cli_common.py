@@ -9,8 +9,8 @@ import click
 from retention.audit.store import AuditStore
 from retention.db import safe_url
 from retention.errors import UsageError
-from retention.policy import load_policy
-from retention.rules import Policy
+from retention.policy.load import load_policy
+from retention.policy.rules import Policy
 from retention.secrets import scrub
 
 POLICY = click.argument("policy", envvar="RETENTION_POLICY", type=click.Path(dir_okay=False))

@@ -13,7 +13,7 @@ from retention.cli_common import POLICY, existing_store, load, out
 from retention.errors import UsageError
 from retention.instants import utcnow
 from retention.outcome import EXIT_OK
-from retention.rules import Policy
+from retention.policy.rules import Policy
 
 
 @click.group()

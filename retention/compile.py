@@ -24,7 +24,7 @@ from retention.plan import (
     choose_predicate,
     event_type,
 )
-from retention.rules import Policy, Rule
+from retention.policy.rules import Policy, Rule
 from retention.stored import StoredForms
 
 

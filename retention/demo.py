@@ -20,7 +20,7 @@ from retention import report as report_module
 from retention.audit.store import AuditStore
 from retention.db import create_engine
 from retention.instants import utcnow
-from retention.policy import load_policy
+from retention.policy.load import load_policy
 
 LOG_FILE = "demo.log"  # in the demo directory
 

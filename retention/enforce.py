@@ -21,8 +21,8 @@ from retention.adapters.protocol import Adapter, Batch, DueCount
 from retention.audit.store import AuditStore
 from retention.outcome import RuleOutcome, Status
 from retention.plan import Plan
+from retention.policy.rules import Policy
 from retention.reconcile import forget_marks, new_batch_id, reconcile
-from retention.rules import Policy
 from retention.secrets import scrub
 from retention.validate import reason
 

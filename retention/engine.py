@@ -25,8 +25,8 @@ from retention.enforce import enforce
 from retention.errors import PolicyError, Problem, RetentionError, UsageError
 from retention.outcome import RuleOutcome, RunOutcome, Status
 from retention.plan import Plan
+from retention.policy.rules import Policy, Rule
 from retention.registry import open_adapter
-from retention.rules import Policy, Rule
 
 log = structlog.get_logger("retention.engine")
 

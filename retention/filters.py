@@ -1,6 +1,6 @@
 """A rule's ``where`` entries as plain data: the column, the comparison, the values.
 
-:mod:`retention.rule_parts` reads them from a policy; plans carry them and the
+:mod:`retention.policy.parts` reads them from a policy; plans carry them and the
 adapters bind their values as parameters.
 """
 

@@ -1,6 +1,6 @@
 """A retention period as plain data: ``6 months after completion plus 7 years``.
 
-:mod:`retention.phrase` reads a ``retain`` phrase into a :class:`Retain`;
+:mod:`retention.policy.phrase` reads a ``retain`` phrase into a :class:`Retain`;
 :mod:`retention.calendar` gives it meaning (due instants and cutoffs); plans carry it.
 """
 

@@ -34,7 +34,7 @@ from retention.adapters.protocol import Adapter
 from retention.audit.schema import log as log_table
 from retention.audit.schema import runs
 from retention.audit.store import AuditStore
-from retention.rules import Policy
+from retention.policy.rules import Policy
 
 log = structlog.get_logger("retention.reconcile")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from retention.adapters.protocol import Adapter
 from retention.errors import AdapterError
-from retention.rules import Source
+from retention.policy.rules import Source
 
 GROUP = "retention.adapters"  # entry-point group third-party adapters register in
 _REQUIRED = ("reflect", "tables", "count", "sample_keys", "statements", "run_batch",

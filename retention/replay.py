@@ -30,8 +30,8 @@ from retention import engine, lease
 from retention.adapters.protocol import Adapter, Batch, Recorded, Replayed
 from retention.audit.store import AuditStore, RunInfo, iso, key_text
 from retention.plan import Plan
+from retention.policy.rules import Policy, Rule
 from retention.reconcile import forget_marks, new_batch_id
-from retention.rules import Policy, Rule
 
 log = structlog.get_logger("retention.replay")
 CHUNK = 500  # records checked and deleted per transaction

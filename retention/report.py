@@ -17,7 +17,7 @@ from retention.errors import RetentionError, UsageError
 from retention.holds import Hold
 from retention.instants import LATEST, in_calendar
 from retention.plan import Plan
-from retention.rules import Policy, Rule
+from retention.policy.rules import Policy, Rule
 from retention.validate import reason
 
 log = structlog.get_logger("retention.report")

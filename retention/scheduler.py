@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from retention import calendar
 from retention.errors import PhraseError
-from retention.schedule import Schedule
+from retention.policy.schedule import Schedule
 
 UTC = dt.UTC
 _INTERVAL_EPOCH = dt.datetime(2000, 1, 1, tzinfo=UTC)  # interval slots are multiples from here

@@ -11,7 +11,7 @@ from typing import Any
 from retention import render
 from retention.actions import Strategy
 from retention.period import Kind
-from retention.rules import Policy, Rule
+from retention.policy.rules import Policy, Rule
 
 COLUMNS = ("Data", "Kept", "Then", "Legal basis", "Stored in", "Checked")
 

@@ -6,10 +6,10 @@ import datetime as dt
 from typing import Any
 
 from retention import engine, scheduler
-from retention import schedule as schedules
 from retention.audit import daemons
 from retention.audit.store import AuditStore
-from retention.rules import Policy
+from retention.policy import schedule as schedules
+from retention.policy.rules import Policy
 from retention.validate import reason
 
 

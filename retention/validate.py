@@ -19,7 +19,7 @@ from retention.compile import blocking_references
 from retention.errors import Problem
 from retention.filters import Filter, Op
 from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo
-from retention.rules import Policy, Rule
+from retention.policy.rules import Policy, Rule
 from retention.stored import StoredForms
 
 HASH_LENGTH = 64  # characters of a hex HMAC-SHA-256 digest

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from retention.audit.store import AuditStore
 from retention.db import create_engine
-from retention.policy import load_policy
-from retention.rules import Policy
+from retention.policy.load import load_policy
+from retention.policy.rules import Policy
 
 
 def write_policy(tmp_path: Path, body: str, name: str = "policy.yaml") -> Path:

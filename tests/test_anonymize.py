@@ -27,9 +27,9 @@ from structlog.testing import capture_logs
 from retention import engine, report, status
 from retention.actions import REDACTED, Action, ColumnAction, Strategy
 from retention.outcome import Status
-from retention.phrase import parse
 from retention.plan import EventType, Plan
-from retention.policy import load_policy
+from retention.policy.load import load_policy
+from retention.policy.phrase import parse
 from tests.support import audited, snapshot, table_rows, utc, write_policy
 from tests.test_bad_input import Problem, Target
 

@@ -38,8 +38,8 @@ from retention.audit.schema import log
 from retention.audit.store import AuditStore, RunInfo, iso
 from retention.instants import parse_instant
 from retention.outcome import RunOutcome, Status
-from retention.policy import load_policy
-from retention.rules import Policy
+from retention.policy.load import load_policy
+from retention.policy.rules import Policy
 from retention.testing import Server
 from tests.support import keys, utc, write_policy
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from retention import calendar
 from retention.period import Retain
-from retention.phrase import parse
+from retention.policy.phrase import parse
 
 UTC = dt.UTC
 US = dt.timedelta(microseconds=1)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from retention import engine
 from retention.errors import PolicyError
-from retention.policy import load_policy
+from retention.policy.load import load_policy
 from tests.support import audited, keys, snapshot, write_policy
 
 AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

@@ -13,8 +13,8 @@ from sqlalchemy.dialects import mysql
 
 from retention import calendar, engine
 from retention.outcome import Status
-from retention.phrase import parse
-from retention.policy import load_policy
+from retention.policy.load import load_policy
+from retention.policy.phrase import parse
 from tests.support import audited, keys, snapshot, table_rows, utc, write_policy
 
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")

@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 from retention import calendar, engine, stored
 from retention.audit.store import AuditStore
 from retention.period import Kind
-from retention.phrase import parse
-from retention.policy import load_policy
+from retention.policy.load import load_policy
+from retention.policy.phrase import parse
 from tests.support import write_policy
 
 RETENTION = Path(sys.executable).with_name("retention")

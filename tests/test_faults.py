@@ -50,8 +50,8 @@ from sqlalchemy.pool import NullPool
 from retention import calendar, engine, holds
 from retention.audit.schema import log as log_table
 from retention.audit.store import AuditStore
-from retention.phrase import parse
-from retention.policy import load_policy
+from retention.policy.load import load_policy
+from retention.policy.phrase import parse
 from tests.support import write_policy
 
 RETENTION = Path(sys.executable).with_name("retention")

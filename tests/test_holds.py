@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from retention import engine, holds
 from retention.audit.store import AuditStore
 from retention.errors import UsageError
-from retention.rules import Policy
+from retention.policy.rules import Policy
 from tests.support import audited, keys, orders_with_lines
 
 AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

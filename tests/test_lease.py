@@ -14,7 +14,7 @@ from sqlalchemy.dialects import mysql
 from retention import engine, lease
 from retention.audit.store import AuditStore
 from retention.outcome import Status
-from retention.policy import load_policy
+from retention.policy.load import load_policy
 from tests.support import keys, write_policy
 
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from retention.errors import PhraseError, RetentionError
 from retention.period import Kind, Retain, Span, Unit
-from retention.phrase import parse
+from retention.policy.phrase import parse
 
 
 def reason_of(phrase: str) -> str:

@@ -14,8 +14,8 @@ from retention.actions import ColumnAction, Strategy
 from retention.errors import PolicyError, Problem, RetentionError
 from retention.filters import Filter, Op
 from retention.period import Kind, Span, Unit
-from retention.policy import load_policy, load_policy_text
-from retention.rules import (
+from retention.policy.load import load_policy, load_policy_text
+from retention.policy.rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_HASH_KEY_ENV,
     DEFAULT_MAX_FRACTION,
@@ -548,7 +548,7 @@ def test_loading_a_policy_does_not_import_the_scheduler(tmp_path: Path) -> None:
     """The policy language knows nothing of the daemon: APScheduler stays unimported."""
     path = tmp_path / "p.yaml"
     path.write_text(with_rule_lines("schedule: '*/5 2-4 1,15 jan-jun mon-fri'"))
-    code = ("import sys; from retention.policy import load_policy; "
+    code = ("import sys; from retention.policy.load import load_policy; "
             f"load_policy({str(path)!r}); "
             "assert 'apscheduler' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

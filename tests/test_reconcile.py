@@ -27,7 +27,7 @@ from retention import cli, engine, reconcile, report
 from retention.audit.store import AuditStore, RunInfo
 from retention.outcome import Status
 from retention.plan import Plan
-from retention.rules import Policy
+from retention.policy.rules import Policy
 from tests.support import keys, snapshot, utc
 from tests.test_audit import (
     AS_OF,

@@ -26,8 +26,8 @@ from retention import report as report_module
 from retention.compile import blocking_references, make_plan
 from retention.outcome import Status
 from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo
-from retention.policy import load_policy
-from retention.rules import Policy
+from retention.policy.load import load_policy
+from retention.policy.rules import Policy
 from tests.support import audited, keys, snapshot, table_rows, utc, write_policy
 
 AS_OF = utc(2026, 3, 1, 12)

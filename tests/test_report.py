@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from retention import report
 from retention.plan import Plan
-from retention.policy import load_policy
+from retention.policy.load import load_policy
 from tests.support import snapshot, write_policy
 
 AS_OF = dt.datetime(2026, 2, 28, 12, tzinfo=dt.UTC)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from retention import scheduler
 from retention.errors import PhraseError, RetentionError
-from retention.schedule import Schedule, parse
+from retention.policy.schedule import Schedule, parse
 from tests.support import utc
 
 UTC = dt.UTC

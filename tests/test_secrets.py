@@ -40,7 +40,7 @@ from retention import secrets as secrets_module
 from retention.audit.store import AuditStore, RunInfo
 from retention.db import create_engine, safe_url
 from retention.errors import PolicyError, RetentionError
-from retention.policy import load_policy
+from retention.policy.load import load_policy
 from retention.secrets import scrub
 from retention.testing import Server
 from tests.support import write_policy

@@ -23,7 +23,7 @@ from retention.adapters import sql_events
 
 from retention import engine, stored
 from retention.plan import Predicate
-from retention.policy import load_policy
+from retention.policy.load import load_policy
 from tests.support import write_policy
 
 UTC = dt.UTC

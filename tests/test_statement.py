@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from retention import examples
-from retention.policy import load_policy
+from retention.policy.load import load_policy
 from retention.statement import kept, render_schedule, then
 
 

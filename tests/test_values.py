@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from retention import values
 from retention.plan import ColumnInfo, ColumnKind
-from retention.rules import Source
+from retention.policy.rules import Source
 
 INT32 = (-(2**31), 2**31 - 1)
 BOOLEAN = ColumnInfo("flag", "BOOLEAN", None, kind=ColumnKind.BOOLEAN)

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retention import yamlfile
 from retention.errors import Problem
+from retention.policy import yamlfile
 
 
 def alias_bomb(levels: int = 9) -> str:

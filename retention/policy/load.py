@@ -1,4 +1,4 @@
-"""Load a policy file into frozen :mod:`retention.rules` objects.
+"""Load a policy file into frozen :mod:`retention.policy.rules` objects.
 
 Every problem in the file is collected in one pass and raised together as a
 :class:`~retention.errors.PolicyError`, one line per problem naming the file,
@@ -16,27 +16,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from retention import calendar, secrets, urls, yamlfile
-from retention import schedule as schedules
+from retention import calendar, secrets, urls
 from retention.errors import PhraseError, PolicyError, Problem
 from retention.period import Retain
-from retention.phrase import parse
-from retention.rule_parts import (
-    Collector as _Collector,
-)
-from retention.rule_parts import (
-    action as _action,
-)
-from retention.rule_parts import (
-    children as _children,
-)
-from retention.rule_parts import (
-    filters as _filters,
-)
-from retention.rule_parts import (
-    ignore as _ignore,
-)
-from retention.rules import (
+from retention.policy import schedule as schedules
+from retention.policy import yamlfile
+from retention.policy.parts import Collector as _Collector
+from retention.policy.parts import action as _action
+from retention.policy.parts import children as _children
+from retention.policy.parts import filters as _filters
+from retention.policy.parts import ignore as _ignore
+from retention.policy.phrase import parse
+from retention.policy.rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_FRACTION,

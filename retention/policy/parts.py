@@ -12,7 +12,7 @@ from typing import Any
 from retention.actions import Action, ColumnAction, Strategy
 from retention.errors import Problem
 from retention.filters import Filter, Op
-from retention.rules import DEFAULT_HASH_KEY_ENV, Child, Source
+from retention.policy.rules import DEFAULT_HASH_KEY_ENV, Child, Source
 
 
 class Collector:
