@@ -2,7 +2,8 @@
 
 Installed as ``retention.adapters``. Built in: ``sql`` (SQLAlchemy 2 Core).
 Third-party adapters register under the entry-point group
-``retention.adapters`` and implement :class:`~retention.adapters.protocol.Adapter`.
+``retention.adapters`` and implement :class:`~retention.adapters.protocol.Adapter`;
+:mod:`retention.adapters.registry` finds an adapter by name and checks it.
 """
 
 from __future__ import annotations

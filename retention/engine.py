@@ -19,6 +19,7 @@ import structlog
 
 from retention import calendar, holds, stop, validate
 from retention.adapters.protocol import Adapter
+from retention.adapters.registry import open_adapter
 from retention.audit.store import AuditStore, RunInfo
 from retention.compile import make_plan
 from retention.enforce import enforce
@@ -26,7 +27,6 @@ from retention.errors import PolicyError, Problem, RetentionError, UsageError
 from retention.outcome import RuleOutcome, RunOutcome, Status
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
-from retention.registry import open_adapter
 
 log = structlog.get_logger("retention.engine")
 

@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from retention.adapters.protocol import Adapter
+
 from retention.errors import AdapterError
 from retention.policy.rules import Source
 
