@@ -100,7 +100,8 @@ def reset_peak() -> bool:
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import gc
 
-    from retention import engine, logs
+    from retention.run import engine
+    from retention import logs
     from retention.db import create_engine, writing
     from retention.policy.load import load_policy
 

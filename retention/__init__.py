@@ -9,12 +9,12 @@ The public API, for programs that embed retention instead of calling the CLI::
 from __future__ import annotations
 
 from retention.audit import AuditStore, RunInfo, Verdict
-from retention.engine import run
 from retention.errors import AdapterError, AuditError, PolicyError, RetentionError, UsageError
-from retention.outcome import RuleOutcome, RunOutcome, Status
 from retention.policy.load import load_policy, load_policy_text
 from retention.policy.rules import Policy, Rule
 from retention.report import build as build_report
+from retention.run.engine import run
+from retention.run.outcome import RuleOutcome, RunOutcome, Status
 
 __all__ = [
     "AdapterError",

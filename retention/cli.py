@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from retention import engine, logs, render, stop
+from retention import logs, render
 from retention import report as report_module
 from retention.audit.store import iso
 from retention.cli_audit import audit
@@ -17,8 +17,9 @@ from retention.cli_common import POLICY, existing_store, load, out
 from retention.cli_holds import hold
 from retention.errors import RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
-from retention.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from retention.policy.rules import MAX_ROWS
+from retention.run import engine, stop
+from retention.run.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from retention.secrets import scrub
 
 MAX_MISFIRE_GRACE = 366 * 86400  # seconds: a slot missed more than a year ago is history
@@ -219,7 +220,7 @@ def schedule_command(policy: str, fmt: str, output: str | None) -> int:
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def replay(policy: str, since: str, apply_: bool, fmt: str) -> int:
     """Re-apply recorded deletions after a restore from backup."""
-    from retention.replay import replay as replay_deletions
+    from retention.run.replay import replay as replay_deletions
 
     loaded = load(policy)
     instant = iso(parse_instant(since, "--since"))

@@ -7,13 +7,14 @@ import json
 
 import click
 
-from retention import calendar, engine, holds, logs, render
+from retention import calendar, logs, render
 from retention.audit.store import AuditStore
 from retention.cli_common import POLICY, existing_store, load, out
 from retention.errors import UsageError
 from retention.instants import utcnow
-from retention.outcome import EXIT_OK
 from retention.policy.rules import Policy
+from retention.run import engine, holds
+from retention.run.outcome import EXIT_OK
 
 
 @click.group()

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import click
 
-from retention import engine, examples, logs, render
+from retention import examples, logs, render
 from retention import report as report_module
 from retention.audit.store import AuditStore
 from retention.db import create_engine
 from retention.instants import utcnow
 from retention.policy.load import load_policy
+from retention.run import engine
 
 LOG_FILE = "demo.log"  # in the demo directory
 

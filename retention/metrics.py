@@ -8,7 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client import write_to_textfile as _write
 
-from retention.outcome import RunOutcome, Status
+from retention.run.outcome import RunOutcome, Status
 
 
 class Metrics:

@@ -1,7 +1,7 @@
 """Plans: frozen data saying exactly what a run will select, and what they are made from.
 
 No I/O happens here. The adapter reflects a table into a :class:`TableInfo`;
-:mod:`retention.compile` combines it with a rule and the run's instant into a
+:mod:`retention.run.compile` combines it with a rule and the run's instant into a
 :class:`Plan`, which the adapter then turns into statements.
 """
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import structlog
 
-from retention.enforce import limit_reason
-from retention.engine import Session, compile_plans, held_on, read_holds, select_rules
 from retention.errors import RetentionError, UsageError
-from retention.holds import Hold
 from retention.instants import LATEST, in_calendar
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
-from retention.validate import reason
+from retention.run.enforce import limit_reason
+from retention.run.engine import Session, compile_plans, held_on, read_holds, select_rules
+from retention.run.holds import Hold
+from retention.run.validate import reason
 
 log = structlog.get_logger("retention.report")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from retention import engine, scheduler
+from retention import scheduler
 from retention.audit import daemons
 from retention.audit.store import AuditStore
 from retention.policy import schedule as schedules
 from retention.policy.rules import Policy
-from retention.validate import reason
+from retention.run import engine
+from retention.run.validate import reason
 
 
 def build(policy: Policy, now: dt.datetime) -> dict[str, Any]:

@@ -32,14 +32,15 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from retention import cli, engine
+from retention import cli
 from retention.audit import chain, export
 from retention.audit.schema import log
 from retention.audit.store import AuditStore, RunInfo, iso
 from retention.instants import parse_instant
-from retention.outcome import RunOutcome, Status
 from retention.policy.load import load_policy
 from retention.policy.rules import Policy
+from retention.run import engine
+from retention.run.outcome import RunOutcome, Status
 from retention.testing import Server
 from tests.support import keys, utc, write_policy
 

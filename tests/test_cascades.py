@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from retention import engine
 from retention.errors import PolicyError
 from retention.policy.load import load_policy
+from retention.run import engine
 from tests.support import audited, keys, snapshot, write_policy
 
 AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from retention import calendar, engine
-from retention.outcome import Status
+from retention import calendar
 from retention.policy.load import load_policy
 from retention.policy.phrase import parse
+from retention.run import engine
+from retention.run.outcome import Status
 from tests.support import audited, keys, snapshot, table_rows, utc, write_policy
 
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")

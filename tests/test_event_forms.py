@@ -28,11 +28,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retention import calendar, engine, stored
+from retention import calendar, stored
 from retention.audit.store import AuditStore
 from retention.period import Kind
 from retention.policy.load import load_policy
 from retention.policy.phrase import parse
+from retention.run import engine
 from tests.support import write_policy
 
 RETENTION = Path(sys.executable).with_name("retention")

@@ -12,11 +12,12 @@ import pytest
 import sqlalchemy as sa
 from retention.adapters import anonymize
 
-from retention import calendar, engine, examples
+from retention import calendar, examples
 from retention.audit.store import AuditStore
 from retention.db import create_engine
 from retention.policy.load import load_policy
 from retention.policy.rules import Rule
+from retention.run import engine
 from tests.support import snapshot
 
 NOW = dt.datetime(2026, 11, 3, 9, 30, tzinfo=dt.UTC)

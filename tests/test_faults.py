@@ -47,11 +47,12 @@ from retention.adapters.sql import SqlAdapter
 from retention.adapters.sql_marks import MARKS_TABLE
 from sqlalchemy.pool import NullPool
 
-from retention import calendar, engine, holds
+from retention import calendar
 from retention.audit.schema import log as log_table
 from retention.audit.store import AuditStore
 from retention.policy.load import load_policy
 from retention.policy.phrase import parse
+from retention.run import engine, holds
 from tests.support import write_policy
 
 RETENTION = Path(sys.executable).with_name("retention")

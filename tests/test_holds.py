@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from retention import engine, holds
 from retention.audit.store import AuditStore
 from retention.errors import UsageError
 from retention.policy.rules import Policy
+from retention.run import engine, holds
 from tests.support import audited, keys, orders_with_lines
 
 AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

@@ -11,10 +11,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from retention import engine, lease
 from retention.audit.store import AuditStore
-from retention.outcome import Status
 from retention.policy.load import load_policy
+from retention.run import engine, lease
+from retention.run.outcome import Status
 from tests.support import keys, write_policy
 
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")

@@ -23,11 +23,12 @@ from retention.adapters.sql_marks import MARKS_TABLE
 from sqlalchemy.pool import NullPool
 from structlog.testing import capture_logs
 
-from retention import cli, engine, reconcile, report
+from retention import cli, report
 from retention.audit.store import AuditStore, RunInfo
-from retention.outcome import Status
 from retention.plan import Plan
 from retention.policy.rules import Policy
+from retention.run import engine, reconcile
+from retention.run.outcome import Status
 from tests.support import keys, snapshot, utc
 from tests.test_audit import (
     AS_OF,

@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 from retention.adapters import sql_statements as q
 from retention.adapters.sql import SqlAdapter
 
-from retention import engine
 from retention import report as report_module
-from retention.compile import blocking_references, make_plan
-from retention.outcome import Status
 from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo
 from retention.policy.load import load_policy
 from retention.policy.rules import Policy
+from retention.run import engine
+from retention.run.compile import blocking_references, make_plan
+from retention.run.outcome import Status
 from tests.support import audited, keys, snapshot, table_rows, utc, write_policy
 
 AS_OF = utc(2026, 3, 1, 12)

@@ -10,11 +10,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from retention import engine, holds
 from retention.audit.store import AuditStore
 from retention.policy.load import load_policy
 from retention.policy.rules import Policy
-from retention.replay import replay
+from retention.run import engine, holds
+from retention.run.replay import replay
 from tests.support import audited, keys, orders_with_lines, snapshot, table_rows, write_policy
 
 AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

@@ -35,12 +35,12 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from retention import engine
 from retention import secrets as secrets_module
 from retention.audit.store import AuditStore, RunInfo
 from retention.db import create_engine, safe_url
 from retention.errors import PolicyError, RetentionError
 from retention.policy.load import load_policy
+from retention.run import engine
 from retention.secrets import scrub
 from retention.testing import Server
 from tests.support import write_policy

@@ -21,9 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from retention.adapters import sql_events
 
-from retention import engine, stored
+from retention import stored
 from retention.plan import Predicate
 from retention.policy.load import load_policy
+from retention.run import engine
 from tests.support import write_policy
 
 UTC = dt.UTC

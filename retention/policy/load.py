@@ -3,7 +3,7 @@
 Every problem in the file is collected in one pass and raised together as a
 :class:`~retention.errors.PolicyError`, one line per problem naming the file,
 the line and the rule. The live schema is checked later, by
-:mod:`retention.validate`, once adapters are open.
+:mod:`retention.run.validate`, once adapters are open.
 """
 
 from __future__ import annotations

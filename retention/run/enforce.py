@@ -15,16 +15,16 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from retention import lease as leases
-from retention import retry, stop
 from retention.adapters.protocol import Adapter, Batch, DueCount
 from retention.audit.store import AuditStore
-from retention.outcome import RuleOutcome, Status
 from retention.plan import Plan
 from retention.policy.rules import Policy
-from retention.reconcile import forget_marks, new_batch_id, reconcile
+from retention.run import lease as leases
+from retention.run import retry, stop
+from retention.run.outcome import RuleOutcome, Status
+from retention.run.reconcile import forget_marks, new_batch_id, reconcile
+from retention.run.validate import reason
 from retention.secrets import scrub
-from retention.validate import reason
 
 PRUNE_EVERY = 100  # confirmed batches whose commit markers are deleted in one statement
 

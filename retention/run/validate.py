@@ -15,11 +15,11 @@ from typing import Any
 from retention import secrets, values
 from retention.actions import REDACTED, ColumnAction, Strategy
 from retention.adapters.protocol import Adapter
-from retention.compile import blocking_references
 from retention.errors import Problem
 from retention.filters import Filter, Op
 from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo
 from retention.policy.rules import Policy, Rule
+from retention.run.compile import blocking_references
 from retention.stored import StoredForms
 
 HASH_LENGTH = 64  # characters of a hex HMAC-SHA-256 digest

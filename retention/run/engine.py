@@ -2,7 +2,7 @@
 
 One run: validate the selected rules against the live schemas (bad input stops
 everything before any change), open the audit store, compile plans with the
-active legal holds, and hand each rule to :func:`retention.enforce.enforce`
+active legal holds, and hand each rule to :func:`retention.run.enforce.enforce`
 (lease, reconcile, count, limits, batches). A failing rule does not stop the
 others.
 """
@@ -17,18 +17,19 @@ from typing import Any
 
 import structlog
 
-from retention import calendar, holds, stop, validate
+from retention import calendar
 from retention.adapters.protocol import Adapter
 from retention.adapters.registry import open_adapter
 from retention.audit.store import AuditStore, RunInfo
-from retention.compile import make_plan
-from retention.enforce import enforce
 from retention.errors import PolicyError, Problem, RetentionError, UsageError
-from retention.outcome import RuleOutcome, RunOutcome, Status
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
+from retention.run import holds, stop, validate
+from retention.run.compile import make_plan
+from retention.run.enforce import enforce
+from retention.run.outcome import RuleOutcome, RunOutcome, Status
 
-log = structlog.get_logger("retention.engine")
+log = structlog.get_logger("retention.run.engine")
 
 
 @dataclass

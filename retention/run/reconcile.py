@@ -36,7 +36,7 @@ from retention.audit.schema import runs
 from retention.audit.store import AuditStore
 from retention.policy.rules import Policy
 
-log = structlog.get_logger("retention.reconcile")
+log = structlog.get_logger("retention.run.reconcile")
 
 _COPIED = ("source", "table_name", "record_key", "action", "event_at", "due_at", "rule")
 MARKED = "mark-"  # prefix of the ids of batches that write a commit marker in the target

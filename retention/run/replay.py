@@ -26,14 +26,14 @@ from typing import Any
 
 import structlog
 
-from retention import engine, lease
 from retention.adapters.protocol import Adapter, Batch, Recorded, Replayed
 from retention.audit.store import AuditStore, RunInfo, iso, key_text
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
-from retention.reconcile import forget_marks, new_batch_id
+from retention.run import engine, lease
+from retention.run.reconcile import forget_marks, new_batch_id
 
-log = structlog.get_logger("retention.replay")
+log = structlog.get_logger("retention.run.replay")
 CHUNK = 500  # records checked and deleted per transaction
 
 
