@@ -127,7 +127,7 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
     started = time.monotonic()
     outcome = engine.run(loaded, instant, rules, dry_run=dry_run, max_rows=max_rows)
     if metrics_file:
-        from retention.metrics import Metrics
+        from retention.daemon.metrics import Metrics
 
         collected = Metrics()
         collected.observe(outcome, time.monotonic() - started)
@@ -159,8 +159,8 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
 def daemon(policy: str, misfire_grace: int, metrics_port: int | None,
            metrics_addr: str) -> int:
     """Run every rule on its schedule until SIGTERM (SIGHUP reloads the policy)."""
-    from retention.daemon import Daemon
-    from retention.metrics import Metrics
+    from retention.daemon.daemon import Daemon
+    from retention.daemon.metrics import Metrics
 
     metrics = Metrics() if metrics_port else None
     runner = Daemon(policy, misfire_grace, metrics)
@@ -174,7 +174,7 @@ def daemon(policy: str, misfire_grace: int, metrics_port: int | None,
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def status(policy: str, fmt: str) -> int:
     """Last run, next run and backlog of every rule; daemon heartbeats."""
-    from retention import status as status_module
+    from retention.daemon import status as status_module
 
     data = status_module.build(load(policy), utcnow())
     if fmt == "json":

@@ -24,8 +24,9 @@ from retention.adapters import sql_statements as q
 from sqlalchemy.dialects import mysql, postgresql
 from structlog.testing import capture_logs
 
-from retention import report, status
+from retention import report
 from retention.actions import REDACTED, Action, ColumnAction, Strategy
+from retention.daemon import status
 from retention.plan import EventType, Plan
 from retention.policy.load import load_policy
 from retention.policy.phrase import parse

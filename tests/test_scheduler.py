@@ -1,6 +1,6 @@
 """Schedule phrases and the daemon's triggers, without a database.
 
-The properties compare :class:`retention.scheduler.WallClockTrigger` with a brute-force
+The properties compare :class:`retention.daemon.scheduler.WallClockTrigger` with a brute-force
 oracle that walks the wall clock minute by minute (using :mod:`zoneinfo` directly, not
 the trigger's helpers): a wall-clock slot fires once, at its first occurrence; a slot
 that does not exist (a DST gap) fires when the gap ends; nothing else fires.
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retention import scheduler
+from retention.daemon import scheduler
 from retention.errors import PhraseError, RetentionError
 from retention.policy.schedule import Schedule, parse
 from tests.support import utc

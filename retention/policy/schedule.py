@@ -4,7 +4,7 @@ Accepted: a five-field cron expression (``"0 3 * * *"``) or one of the phrases
 ``hourly``, ``daily``, ``daily at HH:MM``, ``every N seconds|minutes|hours``,
 ``weekly on DAY [at HH:MM]``, ``monthly on day N [at HH:MM]``. Times are wall
 clock times in the policy's time zone. The result is plain data;
-:mod:`retention.scheduler` turns it into an APScheduler trigger.
+:mod:`retention.daemon.scheduler` turns it into an APScheduler trigger.
 
 Cron fields are checked here, without APScheduler, exactly as APScheduler 3's
 ``CronTrigger`` checks them: values within each field's range, ``a-b`` ranges that

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from retention import scheduler
 from retention.audit import daemons
 from retention.audit.store import AuditStore
+from retention.daemon import scheduler
 from retention.policy import schedule as schedules
 from retention.policy.rules import Policy
 from retention.run import engine

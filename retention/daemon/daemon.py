@@ -23,12 +23,12 @@ from typing import Any
 
 import structlog
 
-from retention import scheduler
 from retention.audit import daemons
 from retention.audit.store import AuditStore, now_text
+from retention.daemon import scheduler
+from retention.daemon.metrics import Metrics
 from retention.errors import RetentionError
 from retention.instants import utcnow
-from retention.metrics import Metrics
 from retention.policy import schedule as schedules
 from retention.policy.load import load_policy
 from retention.policy.rules import Policy, Rule
@@ -36,7 +36,7 @@ from retention.run import engine, stop
 from retention.run.outcome import Status
 
 DEFAULT_MISFIRE_GRACE = 3600  # seconds a missed slot may still run late (APScheduler: 1 s)
-log = structlog.get_logger("retention.daemon")
+log = structlog.get_logger("retention.daemon.daemon")
 
 
 class Daemon:
