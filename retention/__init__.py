@@ -12,7 +12,7 @@ from retention.audit import AuditStore, RunInfo, Verdict
 from retention.errors import AdapterError, AuditError, PolicyError, RetentionError, UsageError
 from retention.policy.load import load_policy, load_policy_text
 from retention.policy.rules import Policy, Rule
-from retention.report import build as build_report
+from retention.report.build import build as build_report
 from retention.run.engine import run
 from retention.run.outcome import RuleOutcome, RunOutcome, Status
 

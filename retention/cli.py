@@ -9,8 +9,7 @@ from pathlib import Path
 
 import click
 
-from retention import logs, render
-from retention import report as report_module
+from retention import logs
 from retention.audit.store import iso
 from retention.cli_audit import audit
 from retention.cli_common import POLICY, existing_store, load, out
@@ -18,6 +17,8 @@ from retention.cli_holds import hold
 from retention.errors import RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
 from retention.policy.rules import MAX_ROWS
+from retention.report import build as report_module
+from retention.report import render
 from retention.run import engine, stop
 from retention.run.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from retention.secrets import scrub
@@ -206,7 +207,7 @@ def status(policy: str, fmt: str) -> int:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
 def schedule_command(policy: str, fmt: str, output: str | None) -> int:
     """The human-readable retention schedule (for the privacy statement)."""
-    from retention.statement import render_schedule
+    from retention.report.statement import render_schedule
 
     out(render_schedule(load(policy), fmt), output)
     return EXIT_OK

@@ -7,12 +7,12 @@ import sys
 
 import click
 
-from retention import render
 from retention.audit import export
 from retention.audit.store import iso
 from retention.cli_common import POLICY, existing_store, load, out
 from retention.errors import UsageError
 from retention.instants import parse_instant
+from retention.report import render
 from retention.run.outcome import EXIT_FAILED, EXIT_OK
 
 MAX_LIST = 1_000_000  # runs 'audit list' shows at most (the limit is bound into SQL)

@@ -7,12 +7,13 @@ import json
 
 import click
 
-from retention import calendar, logs, render
+from retention import calendar, logs
 from retention.audit.store import AuditStore
 from retention.cli_common import POLICY, existing_store, load, out
 from retention.errors import UsageError
 from retention.instants import utcnow
 from retention.policy.rules import Policy
+from retention.report import render
 from retention.run import engine, holds
 from retention.run.outcome import EXIT_OK
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import click
 
-from retention import examples, logs, render
-from retention import report as report_module
+from retention import examples, logs
 from retention.audit.store import AuditStore
 from retention.db import create_engine
 from retention.instants import utcnow
 from retention.policy.load import load_policy
+from retention.report import build as report_module
+from retention.report import render
 from retention.run import engine
 
 LOG_FILE = "demo.log"  # in the demo directory

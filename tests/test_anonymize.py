@@ -24,12 +24,12 @@ from retention.adapters import sql_statements as q
 from sqlalchemy.dialects import mysql, postgresql
 from structlog.testing import capture_logs
 
-from retention import report
 from retention.actions import REDACTED, Action, ColumnAction, Strategy
 from retention.daemon import status
 from retention.plan import EventType, Plan
 from retention.policy.load import load_policy
 from retention.policy.phrase import parse
+from retention.report import build as report
 from retention.run import engine
 from retention.run.outcome import Status
 from tests.support import audited, snapshot, table_rows, utc, write_policy

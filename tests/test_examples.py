@@ -118,7 +118,7 @@ def test_example_policy_enforces_every_rule_exactly(
 def test_webshop_report_shows_the_spec_cutoff(sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     """As of 2026-02-28T12:00Z, orders completed up to 2018-08-27 (Amsterdam) are due."""
-    from retention import report
+    from retention.report import build as report
 
     monkeypatch.setenv("SHOP_DATABASE_URL", sqlite_url)
     _prepare(sqlite_url, "webshop", examples.fill_webshop)

@@ -23,10 +23,11 @@ from retention.adapters.sql_marks import MARKS_TABLE
 from sqlalchemy.pool import NullPool
 from structlog.testing import capture_logs
 
-from retention import cli, report
+from retention import cli
 from retention.audit.store import AuditStore, RunInfo
 from retention.plan import Plan
 from retention.policy.rules import Policy
+from retention.report import build as report
 from retention.run import engine, reconcile
 from retention.run.outcome import Status
 from tests.support import keys, snapshot, utc

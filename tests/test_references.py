@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from retention.adapters import sql_statements as q
 from retention.adapters.sql import SqlAdapter
 
-from retention import report as report_module
 from retention.plan import ColumnInfo, ForeignKeyInfo, Reference, TableInfo
 from retention.policy.load import load_policy
 from retention.policy.rules import Policy
+from retention.report import build as report_module
 from retention.run import engine
 from retention.run.compile import blocking_references, make_plan
 from retention.run.outcome import Status

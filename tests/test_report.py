@@ -1,4 +1,4 @@
-"""The dry-run report (``retention.report``): a failure in one rule is that rule's, by name."""
+"""The dry-run report (``retention.report.build``): one rule's failure is that rule's, by name."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from retention.adapters.sql import SqlAdapter
 from structlog.testing import capture_logs
 
-from retention import report
 from retention.plan import Plan
 from retention.policy.load import load_policy
+from retention.report import build as report
 from tests.support import snapshot, write_policy
 
 AS_OF = dt.datetime(2026, 2, 28, 12, tzinfo=dt.UTC)

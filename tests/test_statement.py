@@ -8,7 +8,7 @@ from pathlib import Path
 
 from retention import examples
 from retention.policy.load import load_policy
-from retention.statement import kept, render_schedule, then
+from retention.report.statement import kept, render_schedule, then
 
 
 def test_each_rule_reads_as_a_sentence() -> None:

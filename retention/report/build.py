@@ -20,7 +20,7 @@ from retention.run.engine import Session, compile_plans, held_on, read_holds, se
 from retention.run.holds import Hold
 from retention.run.validate import reason
 
-log = structlog.get_logger("retention.report")
+log = structlog.get_logger("retention.report.build")
 
 HORIZONS = (7, 30, 90)  # days ahead for the due_next_Nd counts
 DEFAULT_SAMPLES = 0  # keys listed per rule unless --samples asks for more

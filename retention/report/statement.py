@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from retention import render
 from retention.actions import Strategy
 from retention.period import Kind
 from retention.policy.rules import Policy, Rule
+from retention.report import render
 
 COLUMNS = ("Data", "Kept", "Then", "Legal basis", "Stored in", "Checked")
 
