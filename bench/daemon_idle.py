@@ -1,7 +1,7 @@
 """How much CPU and memory an idle ``retention daemon`` uses.
 
 Builds the web-shop example (policies/webshop.yaml, schema policies/webshop.sql, demo
-rows from retention.examples.fill_webshop) in a SQLite file with a SQLite audit store,
+rows from retention.policies.examples.fill_webshop) in a SQLite file with a SQLite audit store,
 starts ``retention daemon`` on it with the policy's default 'daily at 03:00' schedules
 and, next to it, a baseline ``python -c "import time; time.sleep(...)"``. After a settle
 period (start-up, and a catch-up run if 03:00 Amsterdam time was less than the misfire
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retention import examples
+from retention.policies import examples
 from retention.db import create_engine
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -1,5 +1,5 @@
 -- The schema policies/webshop.yaml expects. Portable SQL: TIMESTAMP becomes DATETIME(6)
--- on MariaDB/MySQL (see retention.demo.schema_statements). Times are UTC.
+-- on MariaDB/MySQL (see retention.policies.examples.schema_statements). Times are UTC.
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY,
     email VARCHAR(200) NOT NULL,

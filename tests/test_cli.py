@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from retention.policies import examples
 from sqlalchemy.engine import Engine
 
-from retention import examples
 from retention.db import create_engine
 from tests.support import snapshot, write_policy
 

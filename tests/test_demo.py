@@ -144,7 +144,8 @@ def test_demo_runs_from_a_wheel_installed_in_a_fresh_virtualenv(tmp_path: Path) 
     env = _env(venv / "bin")
 
     where = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import retention.examples as e; print(e.policy_path('webshop'))"],
+                            "import retention.policies.examples as e; "
+                            "print(e.policy_path('webshop'))"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.strip().startswith(str(venv)), where.stdout
     done = subprocess.run([str(venv / "bin" / "retention"), "demo", "--dir",

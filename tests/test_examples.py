@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from retention.adapters import anonymize
+from retention.policies import examples
 
-from retention import calendar, examples
+from retention import calendar
 from retention.audit.store import AuditStore
 from retention.db import create_engine
 from retention.policy.load import load_policy

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from retention import examples
+from retention.policies import examples
+
 from retention.policy.load import load_policy
 from retention.report.statement import kept, render_schedule, then
 

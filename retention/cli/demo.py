@@ -15,10 +15,11 @@ from pathlib import Path
 
 import click
 
-from retention import examples, logs
+from retention import logs
 from retention.audit.store import AuditStore
 from retention.db import create_engine
 from retention.instants import utcnow
+from retention.policies import examples
 from retention.policy.load import load_policy
 from retention.report import build as report_module
 from retention.report import render

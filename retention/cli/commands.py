@@ -11,9 +11,9 @@ import click
 
 from retention import logs
 from retention.audit.store import iso
-from retention.cli_audit import audit
-from retention.cli_common import POLICY, existing_store, load, out
-from retention.cli_holds import hold
+from retention.cli.audit import audit
+from retention.cli.common import POLICY, existing_store, load, out
+from retention.cli.holds import hold
 from retention.errors import RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
 from retention.policy.rules import MAX_ROWS
@@ -259,7 +259,7 @@ def demo(ctx: click.Context, directory: str) -> int:
 
     The logs go to DIR/demo.log (warnings also to stderr).
     """
-    from retention import demo as demo_module
+    from retention.cli import demo as demo_module
 
     return demo_module.main(Path(directory), log_level=ctx.obj["log_level"])
 

@@ -9,7 +9,7 @@ import click
 
 from retention.audit import export
 from retention.audit.store import iso
-from retention.cli_common import POLICY, existing_store, load, out
+from retention.cli.common import POLICY, existing_store, load, out
 from retention.errors import UsageError
 from retention.instants import parse_instant
 from retention.report import render

@@ -9,7 +9,7 @@ import click
 
 from retention import calendar, logs
 from retention.audit.store import AuditStore
-from retention.cli_common import POLICY, existing_store, load, out
+from retention.cli.common import POLICY, existing_store, load, out
 from retention.errors import UsageError
 from retention.instants import utcnow
 from retention.policy.rules import Policy
