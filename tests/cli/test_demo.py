@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 RETENTION = Path(sys.executable).with_name("retention")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 _OUR_VARS = ("SHOP_DATABASE_URL", "RETENTION_AUDIT_URL", "RETENTION_POLICY")
 # A structlog console line: "2026-02-28T12:00:00.123456Z [info     ] run_started ..."
 LOG_LINE = re.compile(r"^\S*\d{4}-\d\d-\d\dT\S+\s+\[\s*(debug|info)", re.MULTILINE)

@@ -1,6 +1,6 @@
 """Stop a ``retention`` subprocess of the fault tests at one exact point of its first batch.
 
-Only tests/test_faults.py puts this directory on ``PYTHONPATH`` (it is never
+Only tests/run/test_faults.py puts this directory on ``PYTHONPATH`` (it is never
 installed), and only with ``FAULT_STOP_AT`` set does it do anything: the
 process sends itself SIGSTOP at the chosen point, the test changes the target
 as an application would and then kills it with SIGKILL. The product has no

@@ -30,8 +30,7 @@ from retention.policy.rules import Policy
 from retention.report import build as report
 from retention.run import engine, reconcile
 from retention.run.outcome import Status
-from tests.support import keys, snapshot, utc
-from tests.test_audit import (
+from tests.audit.test_audit import (
     AS_OF,
     NEW,
     OLD,
@@ -42,6 +41,7 @@ from tests.test_audit import (
     shop_policy,
     sqlite_file,
 )
+from tests.support import keys, snapshot, utc
 
 
 def _tables(url: str) -> set[str]:

@@ -32,8 +32,8 @@ from retention.policy.phrase import parse
 from retention.report import build as report
 from retention.run import engine
 from retention.run.outcome import Status
+from tests.policy.test_bad_input import Problem, Target
 from tests.support import audited, snapshot, table_rows, utc, write_policy
-from tests.test_bad_input import Problem, Target
 
 TS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 AS_OF = utc(2026, 3, 1, 12, 0)

@@ -16,7 +16,7 @@ import yaml
 
 from retention.cli import cli
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ROOT = DEPLOY.parent
 
 
