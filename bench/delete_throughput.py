@@ -100,10 +100,10 @@ def reset_peak() -> bool:
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import gc
 
-    from retention.run import engine
     from retention import logs
     from retention.db import create_engine, writing
     from retention.policy.load import load_policy
+    from retention.run import engine
 
     logs.configure("info", json=True)
     if spec["kind"] == "retention":
