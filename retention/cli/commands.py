@@ -16,6 +16,7 @@ from retention.cli.common import POLICY, existing_store, load, out
 from retention.cli.holds import hold
 from retention.errors import RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
+from retention.policy.needs import Need
 from retention.policy.rules import MAX_ROWS
 from retention.report import build as report_module
 from retention.report import render
@@ -209,7 +210,7 @@ def schedule_command(policy: str, fmt: str, output: str | None) -> int:
     """The human-readable retention schedule (for the privacy statement)."""
     from retention.report.statement import render_schedule
 
-    out(render_schedule(load(policy), fmt), output)
+    out(render_schedule(load(policy, Need.NOTHING), fmt), output)
     return EXIT_OK
 
 

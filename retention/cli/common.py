@@ -10,14 +10,16 @@ from retention.audit.store import AuditStore
 from retention.db import safe_url
 from retention.errors import UsageError
 from retention.policy.load import load_policy
+from retention.policy.needs import Need
 from retention.policy.rules import Policy
 from retention.secrets import scrub
 
 POLICY = click.argument("policy", envvar="RETENTION_POLICY", type=click.Path(dir_okay=False))
 
 
-def load(path: str) -> Policy:
-    return load_policy(path)
+def load(path: str, need: Need = Need.ALL) -> Policy:
+    """The policy, asking the environment only for what the command ``need``s."""
+    return load_policy(path, need=need)
 
 
 def existing_store(policy: Policy) -> AuditStore:

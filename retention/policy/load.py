@@ -21,6 +21,7 @@ from retention.errors import PhraseError, PolicyError, Problem
 from retention.period import Retain
 from retention.policy import schedule as schedules
 from retention.policy import yamlfile
+from retention.policy.needs import Need, Unset, unset_in
 from retention.policy.parts import Collector as _Collector
 from retention.policy.parts import action as _action
 from retention.policy.parts import children as _children
@@ -58,8 +59,13 @@ _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern
 
 
 
-def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Policy:
-    """Read and check ``path``. Raises :class:`PolicyError` listing every problem found."""
+def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = None,
+                need: Need = Need.ALL) -> Policy:
+    """Read and check ``path``. Raises :class:`PolicyError` listing every problem found.
+
+    ``need``: what the command needs from the environment (:mod:`retention.policy.needs`);
+    sources' settings and hash keys it does not need may be unset.
+    """
     shown = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -70,7 +76,8 @@ def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError([_not_utf8(raw, exc, shown, env)]) from None
-    return load_policy_text(text, shown, env, sha256=hashlib.sha256(raw).hexdigest())
+    return load_policy_text(text, shown, env, sha256=hashlib.sha256(raw).hexdigest(),
+                            need=need)
 
 
 def _not_utf8(raw: bytes, exc: UnicodeDecodeError, path: str,
@@ -99,11 +106,12 @@ def _rule_at(tree: Any, line: int) -> str | None:
 
 
 def load_policy_text(
-    text: str, path: str, env: Mapping[str, str] | None = None, sha256: str | None = None
+    text: str, path: str, env: Mapping[str, str] | None = None, sha256: str | None = None,
+    need: Need = Need.ALL,
 ) -> Policy:
     """Like :func:`load_policy` for text already read; ``path`` is only used in messages."""
-    tree, problems = yamlfile.load(text, path, env)
-    out = _Collector(path, os.environ if env is None else env)
+    tree, problems = yamlfile.load(text, path, env, need.tolerates)
+    out = _Collector(path, os.environ if env is None else env, need)
     out.problems.extend(_in_rule(p) for p in problems)
     if tree is None:
         raise PolicyError(out.problems)
@@ -148,15 +156,19 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
 
     sources = _sources(tree.get("sources"), tree.line_of("sources"), out)
     audit = tree.get("audit")
-    audit_url = DEFAULT_AUDIT_URL
+    audit_url: str | Unset = DEFAULT_AUDIT_URL
     if audit is None:
         pass
     elif isinstance(audit, yamlfile.LineDict):
         for key in audit:
             if key != "url":
                 out.add(audit.line_of(key), None, f"unknown key {key!r} in 'audit'")
-        audit_url = str(audit.get("url") or DEFAULT_AUDIT_URL)
-        _check_url(audit_url, audit.line_of("url"), "audit: url", True, out)
+        if isinstance(audit.get("url"), Unset):
+            audit_url = audit["url"]
+            out.unset.extend(unset_in([audit_url]))
+        else:
+            audit_url = str(audit.get("url") or DEFAULT_AUDIT_URL)
+            _check_url(audit_url, audit.line_of("url"), "audit: url", True, out)
     else:
         out.add(tree.line_of("audit"), None, "'audit' must be a mapping with 'url'")
 
@@ -189,8 +201,9 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
         return None
     return Policy(
         name=name, version=None if version is None else str(version), timezone=str(tz_name),
-        path=out.path, sha256=sha256, sources=sources, audit_url=audit_url,
+        path=out.path, sha256=sha256, sources=sources, audit=audit_url,
         rules=tuple(rules), ignore=ignore,
+        unset=tuple(sorted(out.unset, key=lambda p: p.line or 0)),
     )
 
 
@@ -218,6 +231,7 @@ def _sources(tree: Any, line: int, out: _Collector) -> dict[str, Source]:
             _check_url(body["url"], body.line_of("url"), f"source {name!r}: url",
                        adapter == "sql", out)
         options = {k: v for k, v in body.items() if k != "adapter"}
+        out.unset.extend(unset_in(options.values()))
         sources[str(name)] = Source(str(name), adapter, options, at)
     return sources
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retention.actions import DELETE, Action
+from retention.errors import Problem
 from retention.filters import Filter
 from retention.period import Retain
+from retention.policy.needs import Unset, usable
 
 DEFAULT_BATCH_SIZE = 1000  # rows per batch transaction: short locks, bounded memory
 DEFAULT_MAX_FRACTION = 0.5  # a rule may remove at most half of its table in one run
@@ -72,9 +74,16 @@ class Policy:
     path: str
     sha256: str
     sources: dict[str, Source] = field(hash=False)
-    audit_url: str = field(repr=False)  # may hold a password
+    audit: str | Unset = field(repr=False)  # the audit store's URL (may hold a password)
     rules: tuple[Rule, ...]
     ignore: tuple[tuple[str, str], ...] = ()  # (source, table) that no rule needs to cover
+    # settings left unset because the loading command does not need them (needs.Need)
+    unset: tuple[Problem, ...] = field(default=(), compare=False)
+
+    @property
+    def audit_url(self) -> str:
+        """The audit store's URL; raises :class:`PolicyError` if it was left unset."""
+        return usable(self.audit)
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:

@@ -40,6 +40,10 @@ class Session:
     adapters: dict[str, Adapter] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)  # of the last compile_plans
 
+    def __post_init__(self) -> None:
+        if self.policy.unset:  # loaded for a command that opens no source (policy.needs)
+            raise PolicyError(self.policy.unset)
+
     def adapter(self, source: str) -> Adapter:
         if source not in self.adapters:
             self.adapters[source] = open_adapter(self.policy.sources[source])
