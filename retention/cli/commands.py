@@ -205,12 +205,20 @@ def status(policy: str, fmt: str) -> int:
 @POLICY
 @click.option("--format", "fmt", default="md", show_default=True,
               type=click.Choice(["md", "html"]))
+@click.option("--lang", default="en", show_default=True, type=click.Choice(["en", "nl"]),
+              help="The language of the shipped wording.")
+@click.option("--templates", type=click.Path(exists=True, file_okay=False),
+              help="A directory of your own templates, tried before the shipped ones.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
-def schedule_command(policy: str, fmt: str, output: str | None) -> int:
-    """The human-readable retention schedule (for the privacy statement)."""
+def schedule_command(policy: str, fmt: str, lang: str, templates: str | None,
+                     output: str | None) -> int:
+    """The human-readable retention schedule (for the privacy statement).
+
+    It reads the policy file only: no database, no URL or hash key from the environment.
+    """
     from retention.report.statement import render_schedule
 
-    out(render_schedule(load(policy, Need.NOTHING), fmt), output)
+    out(render_schedule(load(policy, Need.NOTHING), fmt, lang, templates), output)
     return EXIT_OK
 
 
