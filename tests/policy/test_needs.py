@@ -94,7 +94,7 @@ def test_a_policy_with_unset_settings_opens_no_source() -> None:
         SqlAdapter(policy.sources["shop"])
 
 
-def test_a_hash_key_set_leaves_nothing_unset() -> None:
+def test_with_everything_set_every_need_loads_the_same_policy() -> None:
     """With everything set every need loads the same policy."""
     loaded = [load_policy_text(POLICY, "p.yaml", SET, need=n) for n in Need]
     assert all(p == loaded[0] and not p.unset for p in loaded)
