@@ -17,12 +17,13 @@ Database differences live here, keyed on the dialect name:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from retention.adapters import anonymize, sql_events, sql_replay
+from retention.adapters import anonymize, sql_events, sql_foreign_keys, sql_replay
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import (
     AffectedRow,
@@ -124,6 +125,7 @@ class SqlAdapter:
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
         self._foreign_keys: list[ForeignKeyInfo] | None = None
+        self._folds: bool | None = None  # table names compared without regard to case
         self._forms: dict[tuple[Any, ...], StoredForms] = {}
         if self.dialect == "sqlite":
             sql_events.register(self.engine)
@@ -142,6 +144,15 @@ class SqlAdapter:
         return self._tables[name]
 
     def reflect(self, table: str) -> TableInfo | None:
+        """``table``'s columns and primary key, or None if the source has no such table.
+
+        Where the database compares table names without regard to case, a name
+        spelled otherwise than the table is stored counts as missing (validation
+        suggests the stored spelling): foreign keys and reports name tables as
+        stored, and SQLAlchemy reflects a misspelled SQLite table only in part.
+        """
+        if self._name_folding() and table not in self.tables():
+            return None
         try:
             reflected = self.table(table)
         except NoSuchTableError:
@@ -156,31 +167,39 @@ class SqlAdapter:
         return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))
 
     def foreign_keys_into(self, table: str) -> list[ForeignKeyInfo]:
-        """Every declared foreign key of the source's tables that references ``table``.
+        """Every declared foreign key that references ``table``, from any schema.
 
         SQLite too: our connections do not enforce foreign keys there, but the
         applications that own the data (Django, for one) do, so a declared key
         counts on every database and a delete never orphans a row the application
-        considers referenced. Reflected once per adapter.
+        considers referenced. Where the database compares table names without
+        regard to case (SQLite; MariaDB with ``lower_case_table_names``), so does
+        this. Reflected once per adapter (:mod:`sql_foreign_keys`).
         """
         if self._foreign_keys is None:
-            found = sa.inspect(self.engine).get_multi_foreign_keys(schema=self.schema)
-            self._foreign_keys = [
-                ForeignKeyInfo(name, tuple(fk["constrained_columns"]), fk["referred_table"],
-                               tuple(fk["referred_columns"]),
-                               str((fk.get("options") or {}).get("ondelete") or "").upper()
-                               or None)
-                for (_schema, name), fks in sorted(found.items(), key=lambda item: item[0][1])
-                for fk in fks if fk.get("referred_schema") in (None, self.schema)]
-        return [fk for fk in self._foreign_keys if fk.referred == table]
+            with self.engine.connect() as conn:
+                self._foreign_keys = sql_foreign_keys.into(conn, self.dialect, self.schema)
+        wanted = self._name_key(table)
+        return [dataclasses.replace(fk, referred=table)
+                for fk in self._foreign_keys if self._name_key(fk.referred) == wanted]
+
+    def _name_folding(self) -> bool:
+        if self._folds is None:
+            with self.engine.connect() as conn:
+                self._folds = sql_foreign_keys.folds_names(conn, self.dialect)
+        return self._folds
+
+    def _name_key(self, name: str) -> str:
+        return name.casefold() if self._name_folding() else name
 
     def cascades_to(self, table: str) -> list[str]:
         """Tables a delete from ``table`` changes by itself (ON DELETE CASCADE / SET NULL).
 
         On SQLite as elsewhere (see :meth:`foreign_keys_into`): there the
-        application's connection would cascade, ours would orphan the rows.
+        application's connection would cascade, ours would orphan the rows. A table
+        of another schema is named ``schema.table``.
         """
-        return sorted({fk.table for fk in self.foreign_keys_into(table)
+        return sorted({fk.qualified for fk in self.foreign_keys_into(table)
                        if fk.ondelete in ("CASCADE", "SET NULL")})
 
     def stored_forms(self, table: str, column: str, date: bool, naive_zone: str,

@@ -35,22 +35,25 @@ def blocking_references(rule: Rule, foreign_keys: tuple[ForeignKeyInfo, ...]
     A delete rule removes a row with its declared children; any other foreign key
     into the table (from another table, from the table itself, from a child by
     another column) or into a declared child (from a table that is not declared)
-    would make the delete fail, so the rows it references are kept. An anonymize
-    rule keeps every row and has none.
+    would make the delete fail, so the rows it references are kept; so does any key
+    from a table of another schema. An anonymize rule keeps every row and has none.
     """
     if rule.action.columns:
         return ()
     children = {c.table: c.key for c in rule.children}
     found: set[Reference] = set()
     for fk in foreign_keys:
+        # a table of another schema is never a declared child
+        declared = fk.schema is None and fk.table in children
         if fk.referred == rule.table:
-            if children.get(fk.table) is not None and fk.columns == (children[fk.table],):
+            if declared and fk.columns == (children[fk.table],):
                 continue  # the declared child's own key: removed with its parent
-            found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns))
-        elif fk.referred in children and fk.table not in children:
             found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns,
-                                via_key=children[fk.referred]))
-    return tuple(sorted(found, key=lambda r: (r.table, r.columns, r.referred)))
+                                schema=fk.schema))
+        elif fk.referred in children and not declared:
+            found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns,
+                                via_key=children[fk.referred], schema=fk.schema))
+    return tuple(sorted(found, key=lambda r: (r.qualified, r.columns, r.referred)))
 
 
 def make_plan(
