@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +39,7 @@ from sqlalchemy import Connection, MetaData, Table, select
 from sqlalchemy.exc import NoSuchTableError
 
 from retention.db import create_engine, safe_url, writing
+from retention.errors import SourceError
 from retention.plan import ColumnInfo, ColumnKind, ForeignKeyInfo, Plan, TableInfo
 from retention.policy.rules import Source
 from retention.stored import StoredForms
@@ -110,6 +112,15 @@ def _domain(kind: Any, dialect: str) -> dict[str, Any]:
     return {}
 
 
+def _missing_file(engine: sa.Engine) -> str | None:
+    """The path of a SQLite database file that does not exist (connecting would create it)."""
+    url = engine.url
+    if engine.dialect.name != "sqlite" or url.query.get("uri") in ("true", "1"):
+        return None  # SQLite URI filenames (file:...?mode=ro) say themselves what may happen
+    path = url.database or ""
+    return path if path not in ("", ":memory:") and not Path(path).exists() else None
+
+
 class SqlAdapter:
     """Adapter for every database SQLAlchemy reaches (``adapter: sql``, option ``url``)."""
 
@@ -122,6 +133,11 @@ class SqlAdapter:
         self.raw_url = raw
         self.engine = create_engine(raw)
         self.dialect = self.engine.dialect.name
+        missing = _missing_file(self.engine)
+        if missing is not None:
+            self.engine.dispose()
+            raise SourceError(f"the SQLite database file {missing!r} does not exist (retention "
+                              "never creates a source database)")
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
         self._foreign_keys: list[ForeignKeyInfo] | None = None

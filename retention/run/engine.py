@@ -21,7 +21,7 @@ from retention import calendar
 from retention.adapters.protocol import Adapter
 from retention.adapters.registry import open_adapter
 from retention.audit.store import AuditStore, RunInfo
-from retention.errors import PolicyError, Problem, RetentionError, UsageError
+from retention.errors import PolicyError, Problem, RetentionError, SourceError, UsageError
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
 from retention.run import holds, stop, validate
@@ -41,8 +41,15 @@ class Session:
     warnings: list[Problem] = field(default_factory=list)  # of the last compile_plans
 
     def adapter(self, source: str) -> Adapter:
+        """The open adapter of ``source``. Raises :class:`PolicyError` (on the source's
+        line) for a source that cannot be used as written."""
         if source not in self.adapters:
-            self.adapters[source] = open_adapter(self.policy.sources[source])
+            found = self.policy.sources[source]
+            try:
+                self.adapters[source] = open_adapter(found)
+            except SourceError as exc:
+                raise PolicyError.single(self.policy.path, found.line, None,
+                                         f"source {source!r}: {exc.reason}") from None
         return self.adapters[source]
 
     def close(self) -> None:
