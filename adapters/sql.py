@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from retention.adapters.protocol import (
 )
 from retention.adapters.sql_marks import Marks
 from sqlalchemy import Connection, MetaData, Table, select
-from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.exc import NoSuchTableError, SAWarning
 
 from retention.db import create_engine, safe_url, writing
 from retention.errors import SourceError
@@ -47,6 +48,9 @@ from retention.stored import StoredForms
 log = structlog.get_logger("retention.adapters.sql")
 
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
+# A column type SQLAlchemy does not know reflects as NullType with a warning on stderr;
+# retention names such types itself where they matter (SqlAdapter._declared_types).
+warnings.filterwarnings("ignore", message="Did not recognize type", category=SAWarning)
 
 
 def _match(table: Table, keys: list[dict[str, Any]]) -> tuple[list[str], list[Any], Any]:
@@ -173,11 +177,33 @@ class SqlAdapter:
             reflected = self.table(table)
         except NoSuchTableError:
             return None
-        columns = {c.name: ColumnInfo(c.name, str(c.type), self._temporal(c.type),
+        unknown = {c.name for c in reflected.columns if isinstance(c.type, sa.types.NullType)}
+        names = self._declared_types(table) if unknown else {}
+        columns = {c.name: ColumnInfo(c.name, names.get(c.name, str(c.type)),
+                                      self._temporal(c.type),
                                       bool(c.nullable), isinstance(c.type, sa.String),
                                       _python_type(c.type), **_domain(c.type, self.dialect))
                    for c in reflected.columns}
         return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
+
+    def _declared_types(self, table: str) -> dict[str, str]:
+        """Column -> type name as the database declares it, for the types SQLAlchemy does not
+        know (MariaDB's INET6, an extension's type): messages name them, not 'NULL'."""
+        if self.dialect == "postgresql":
+            stmt = sa.text("SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+                           "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                           "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = :t "
+                           "AND n.nspname = COALESCE(:s, current_schema()) AND a.attnum > 0")
+        elif self.dialect in ("mysql", "mariadb"):
+            stmt = sa.text("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                           "WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t")
+        elif self.dialect == "sqlite":
+            stmt = sa.text("SELECT name, type FROM pragma_table_info(:t, COALESCE(:s, 'main'))")
+        else:
+            return {}
+        with self.engine.connect() as conn:
+            return {str(name): str(kind).upper()
+                    for name, kind in conn.execute(stmt, {"t": table, "s": self.schema})}
 
     def tables(self) -> list[str]:
         return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))

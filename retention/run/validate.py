@@ -183,6 +183,9 @@ def action_problems(action: ColumnAction, column: ColumnInfo) -> list[str]:
         return _fixed_problems(name, action.value, column)
     if strategy is Strategy.TRUNCATE_IP and column.type_name.upper() in _ADDRESS_TYPES:
         return []
+    if not column.text and strategy is Strategy.TRUNCATE_IP:
+        return [f"anonymize {name!r}: truncate_ip writes text (or a PostgreSQL INET/CIDR "
+                f"value), but column {name!r} is {column.type_name}"]
     if not column.text:
         return [f"anonymize {name!r}: {strategy} writes text, but column {name!r} is "
                 f"{column.type_name}"]
