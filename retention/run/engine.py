@@ -78,12 +78,13 @@ HeldKeys = Callable[[Rule, tuple[str, ...]], tuple[tuple[Any, ...], ...]]
 
 def compile_plans(
     session: Session, rules: tuple[Rule, ...], as_of: dt.datetime,
-    held: HeldKeys | None = None,
+    held: HeldKeys | None = None, nothing_due_before_year_1: bool = False,
 ) -> tuple[dict[str, Plan], dict[str, str]]:
     """Plans for ``rules`` at ``as_of``, and the failure reason of rules whose source is down.
 
-    Raises :class:`PolicyError` when the live schema does not fit the policy; what
-    is valid but worth a warning is left in ``session.warnings``.
+    Raises :class:`PolicyError` when the live schema does not fit the policy, or a
+    cutoff falls outside the calendar (unless ``nothing_due_before_year_1``: see
+    :func:`make_plan`); what is valid but worth a warning is left in ``session.warnings``.
     """
     policy = session.policy
     adapters: dict[str, Adapter] = {}
@@ -115,6 +116,7 @@ def compile_plans(
                 as_of, naive, held(rule, table.primary_key) if held else (),
                 foreign_keys=schema.foreign_keys_of(rule),
                 forms=schema.forms.get((rule.source, rule.table, rule.event_column)),
+                nothing_due_before_year_1=nothing_due_before_year_1,
             )
         except PolicyError as exc:  # a cutoff outside the calendar: every rule's, then stop
             problems.extend(exc.problems)
