@@ -227,8 +227,7 @@ class SqlAdapter:
 
     def _name_folding(self) -> bool:
         if self._folds is None:
-            with self.engine.connect() as conn:
-                self._folds = sql_foreign_keys.folds_names(conn, self.dialect)
+            self._folds = sql_foreign_keys.folds_names(self.engine)
         return self._folds
 
     def _name_key(self, name: str) -> str:

@@ -60,12 +60,13 @@ SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME,
 """)
 
 
-def folds_names(conn: Connection, dialect: str) -> bool:
+def folds_names(engine: sa.Engine) -> bool:
     """Whether the database compares table names without regard to letter case."""
-    if dialect == "sqlite":
+    if engine.dialect.name == "sqlite":
         return True
-    if dialect in ("mysql", "mariadb"):
-        return bool(conn.exec_driver_sql("SELECT @@lower_case_table_names").scalar())
+    if engine.dialect.name in ("mysql", "mariadb"):
+        with engine.connect() as conn:
+            return bool(conn.exec_driver_sql("SELECT @@lower_case_table_names").scalar())
     return False
 
 
