@@ -109,9 +109,12 @@ def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     return and_(*parts)
 
 
-def _other(table: Table, name: str, columns: set[str], taken: set[str]) -> Any:
-    """A table named by a reflected foreign key, aliased when its name is already in use."""
-    found = table_clause(name, *(column(c) for c in sorted(columns)), schema=table.schema)
+def _other(table: Table, name: str, columns: set[str], taken: set[str],
+           schema: str | None = None) -> Any:
+    """A table named by a reflected foreign key (in ``schema`` if given, else the rule's
+    table's), aliased when its name is already in use."""
+    found = table_clause(name, *(column(c) for c in sorted(columns)),
+                         schema=schema or table.schema)
     return found.alias(f"{name}_ref") if name in taken else found
 
 
@@ -121,12 +124,12 @@ def referenced(table: Table, plan: Plan, ref: Reference) -> ColumnElement[bool]:
     Correlated on the rule's table; NULL in a referencing column references nothing.
     """
     if ref.via_key is None:
-        other = _other(table, ref.table, set(ref.columns), {table.name})
+        other = _other(table, ref.table, set(ref.columns), {table.name}, ref.schema)
         match = [other.c[a] == table.c[b] for a, b in zip(ref.columns, ref.referred_columns,
                                                            strict=True)]
         return select(literal_column("1")).select_from(other).where(*match).exists()
     child = _other(table, ref.referred, {ref.via_key, *ref.referred_columns}, {table.name})
-    other = _other(table, ref.table, set(ref.columns), {table.name, ref.referred})
+    other = _other(table, ref.table, set(ref.columns), {table.name, ref.referred}, ref.schema)
     match = [other.c[a] == child.c[b] for a, b in zip(ref.columns, ref.referred_columns,
                                                        strict=True)]
     return (select(literal_column("1")).select_from(child.join(other, and_(*match)))
@@ -245,7 +248,7 @@ def count_blocked(table: Table, plan: Plan, dialect: str) -> Select[Any] | None:
         return None
     by_table: dict[str, list[Reference]] = {}
     for ref in plan.references:
-        by_table.setdefault(ref.table, []).append(ref)
+        by_table.setdefault(ref.qualified, []).append(ref)
     unreferenced = dataclasses.replace(plan, references=())
     return select(*(
         func.count(case((or_(*(referenced(table, plan, r) for r in refs)), 1))).label(name)

@@ -66,7 +66,8 @@ def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
     selected = engine.select_rules(loaded, rules)
     with engine.Session(loaded) as session:
         plans, failed = engine.compile_plans(session, selected, instant,
-                                             engine.held_keys(loaded, instant, None))
+                                             engine.held_keys(loaded, instant, None),
+                                             nothing_due_before_year_1=True)
         for rule in selected:
             click.echo(f"-- rule {rule.name}: {rule.retain}")
             if rule.name in failed:
@@ -96,7 +97,7 @@ def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples
            rules: tuple[str, ...]) -> int:
     """Dry run for auditors: what is due, what is held, why. Changes nothing."""
     loaded = load(policy)
-    instant = parse_instant(as_of) if as_of else utcnow()
+    instant = report_module.parse_as_of(as_of) if as_of else utcnow()
     data = report_module.build(loaded, instant, samples, list(rules) or None)
     out(render.report(data, fmt), output)
     return EXIT_FAILED if any("error" in r for r in data["rules"]) else EXIT_OK

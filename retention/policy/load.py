@@ -240,10 +240,10 @@ def _check_url(url: str, line: int, what: str, database: bool, out: _Collector) 
     """Remember the URL's passwords; a URL that cannot be used is a problem, never echoed.
 
     ``database``: the URL is opened with SQLAlchemy, so it must parse as one; other
-    adapters' URLs are only checked for an unencoded '@' in the password.
+    adapters' URLs are only checked for an unencoded '@' that would misplace a password.
     """
     reason = urls.problem(url)
-    if reason == urls.AT_IN_PASSWORD or (reason is not None and database):
+    if reason in urls.AT_PROBLEMS or (reason is not None and database):
         out.add(line, None, f"{what}: {reason}")
         return  # nothing will open it
     for secret in urls.secrets_in(url):

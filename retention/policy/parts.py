@@ -47,8 +47,13 @@ def filters(tree: Any, line: int, rule: str, out: Collector) -> tuple[Filter, ..
             value = value["not"]
         if value is None:
             found.append(Filter(column, Op.NOT_NULL if negated else Op.IS_NULL))
+        elif isinstance(value, list) and not value:
+            out.add(line, rule, f"where {column!r}: " + (
+                "{not: []} excludes nothing; list the values to exclude or remove the entry"
+                if negated else "an empty list matches nothing, so the rule would never "
+                "select a row; list the values to match"))
         elif isinstance(value, list):
-            if not value or any(isinstance(v, dict | list) or v is None for v in value):
+            if any(isinstance(v, dict | list) or v is None for v in value):
                 out.add(line, rule, f"where {column!r}: a list needs plain values")
             else:
                 found.append(Filter(column, Op.NOT_IN if negated else Op.IN, tuple(value)))

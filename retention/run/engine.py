@@ -21,7 +21,7 @@ from retention import calendar
 from retention.adapters.protocol import Adapter
 from retention.adapters.registry import open_adapter
 from retention.audit.store import AuditStore, RunInfo
-from retention.errors import PolicyError, Problem, RetentionError, UsageError
+from retention.errors import PolicyError, Problem, RetentionError, SourceError, UsageError
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
 from retention.run import holds, stop, validate
@@ -45,8 +45,15 @@ class Session:
             raise PolicyError(self.policy.unset)
 
     def adapter(self, source: str) -> Adapter:
+        """The open adapter of ``source``. Raises :class:`PolicyError` (on the source's
+        line) for a source that cannot be used as written."""
         if source not in self.adapters:
-            self.adapters[source] = open_adapter(self.policy.sources[source])
+            found = self.policy.sources[source]
+            try:
+                self.adapters[source] = open_adapter(found)
+            except SourceError as exc:
+                raise PolicyError.single(self.policy.path, found.line, None,
+                                         f"source {source!r}: {exc.reason}") from None
         return self.adapters[source]
 
     def close(self) -> None:
@@ -75,12 +82,13 @@ HeldKeys = Callable[[Rule, tuple[str, ...]], tuple[tuple[Any, ...], ...]]
 
 def compile_plans(
     session: Session, rules: tuple[Rule, ...], as_of: dt.datetime,
-    held: HeldKeys | None = None,
+    held: HeldKeys | None = None, nothing_due_before_year_1: bool = False,
 ) -> tuple[dict[str, Plan], dict[str, str]]:
     """Plans for ``rules`` at ``as_of``, and the failure reason of rules whose source is down.
 
-    Raises :class:`PolicyError` when the live schema does not fit the policy; what
-    is valid but worth a warning is left in ``session.warnings``.
+    Raises :class:`PolicyError` when the live schema does not fit the policy, or a
+    cutoff falls outside the calendar (unless ``nothing_due_before_year_1``: see
+    :func:`make_plan`); what is valid but worth a warning is left in ``session.warnings``.
     """
     policy = session.policy
     adapters: dict[str, Adapter] = {}
@@ -112,6 +120,7 @@ def compile_plans(
                 as_of, naive, held(rule, table.primary_key) if held else (),
                 foreign_keys=schema.foreign_keys_of(rule),
                 forms=schema.forms.get((rule.source, rule.table, rule.event_column)),
+                nothing_due_before_year_1=nothing_due_before_year_1,
             )
         except PolicyError as exc:  # a cutoff outside the calendar: every rule's, then stop
             problems.extend(exc.problems)
