@@ -79,7 +79,9 @@ def shown(estimate: dict[str, Any] | None) -> str:
         return "nothing to do"
     if estimate["expected_seconds"] is None:
         return "unknown (no earlier run measured a rate)"
-    text = f"~{_duration(estimate['expected_seconds'])} ({estimate['rows_per_second']:g} rows/s)"
+    rate = estimate["rows_per_second"]
+    text = f"~{_duration(estimate['expected_seconds'])} ({rate:,.0f} rows/s)" if rate >= 10 \
+        else f"~{_duration(estimate['expected_seconds'])} ({rate:.2g} rows/s)"
     if estimate.get("runs_needed", 1) > 1:
         text += f", {estimate['runs_needed']} runs at max_runtime"
     return text
