@@ -39,11 +39,11 @@ _LAG_COLUMNS = ("Seconds_Behind_Master", "Seconds_Behind_Source")
 HIDDEN = "pg_stat_replication hides this standby's figures from this user (grant it pg_monitor)"
 
 _POSTGRES_LAG = text("""
-SELECT application_name, client_addr::text AS client_addr, state,
+SELECT pid, application_name, client_addr::text AS client_addr, state,
        replay_lsn IS NOT NULL AND replay_lsn >= pg_current_wal_lsn() AS caught_up,
        EXTRACT(EPOCH FROM replay_lag)::float8 AS lag
   FROM pg_stat_replication
- ORDER BY application_name, client_addr
+ ORDER BY pid
 """)
 
 
@@ -91,8 +91,9 @@ def _postgres(engine: Engine) -> list[ReplicaLag]:
 
 def standby_reading(row: dict[str, Any]) -> ReplicaLag:
     """One row of ``pg_stat_replication`` (as :data:`_POSTGRES_LAG` selects it) as a reading."""
-    name = "standby " + "@".join(str(v) for v in (row["application_name"],
-                                                  row["client_addr"]) if v)
+    name = "standby " + ("@".join(str(v) for v in (row["application_name"],
+                                                   row["client_addr"]) if v)
+                         or f"pid {row['pid']}")  # the pid is all an unprivileged user sees
     if row["state"] is None:
         return ReplicaLag(name, None, HIDDEN)
     if row["caught_up"]:

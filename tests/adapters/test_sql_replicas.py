@@ -30,14 +30,15 @@ def test_postgres_without_standbys_reports_no_lag(postgres_url: str) -> None:
 def test_a_postgres_standby_row_becomes_its_lag_or_unknown() -> None:
     """Caught up is 0 (whatever stale lag is still shown); behind without a measured lag and
     figures hidden from the user are unknown, never 0."""
-    row = {"application_name": "walreceiver", "client_addr": "10.0.0.7", "state": "streaming",
-           "caught_up": False, "lag": 2.5}
+    row = {"pid": 4711, "application_name": "walreceiver", "client_addr": "10.0.0.7",
+           "state": "streaming", "caught_up": False, "lag": 2.5}
 
     assert standby_reading(row) == ReplicaLag("standby walreceiver@10.0.0.7", 2.5, "streaming")
     assert standby_reading({**row, "caught_up": True}).seconds == 0.0
     assert standby_reading({**row, "lag": None}).seconds is None
-    hidden = standby_reading({**row, "state": None, "caught_up": False, "lag": None})
-    assert (hidden.seconds, hidden.note) == (None, HIDDEN)
+    hidden = standby_reading({**row, "application_name": None, "client_addr": None,
+                              "state": None, "caught_up": False, "lag": None})
+    assert (hidden.replica, hidden.seconds, hidden.note) == ("standby pid 4711", None, HIDDEN)
 
 
 def test_a_replica_status_row_gives_seconds_behind_or_says_replication_stopped() -> None:
