@@ -72,6 +72,20 @@ class Replayed:
     kept: tuple[tuple[Recorded, Kept], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaLag:
+    """How far one replica of a source is behind, read before a batch (``max_replica_lag``).
+
+    ``seconds`` is None when the lag cannot be known: the replica cannot be reached,
+    replication is stopped (``Seconds_Behind_Master`` is NULL), the server is no replica,
+    or the database hides the figure from this user; ``note`` says which.
+    """
+
+    replica: str  # the replica's name or its URL with the password masked
+    seconds: float | None
+    note: str = ""
+
+
 # Called inside the batch's transaction, after the changes and before the commit,
 # with the adapter's open connection (or None when it has none to share).
 BatchHook = Callable[[Batch, Any], None]
@@ -100,6 +114,11 @@ class Adapter(Protocol):
         Tables whose rows a delete from ``table`` changes by itself (ON DELETE
         CASCADE / SET NULL); they must be declared as children.
 
+    ``replica_lag() -> list[ReplicaLag]``
+        How far each replica of the store is behind, one entry per replica (none: no
+        replica to wait for). A rule with ``max_replica_lag`` needs it. A replica that
+        cannot be read is an entry with ``seconds`` None, not an exception; raises only
+        when the store itself cannot be asked.
     ``stored_forms(table, column, date, naive_zone, date_zone)`` returns
         A ``retention.stored.StoredForms`` where any column may hold any type (SQLite):
         Validation and the planner then decide from the values, not the declared type.

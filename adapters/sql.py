@@ -34,8 +34,10 @@ from retention.adapters.protocol import (
     DueCount,
     Recorded,
     Replayed,
+    ReplicaLag,
 )
 from retention.adapters.sql_marks import Marks
+from retention.adapters.sql_replicas import Replicas
 from sqlalchemy import Connection, MetaData, Table, select
 from sqlalchemy.exc import NoSuchTableError, SAWarning
 
@@ -150,6 +152,7 @@ class SqlAdapter:
         if self.dialect == "sqlite":
             sql_events.register(self.engine)
         self.marks = Marks(self.engine, self.schema, self.url)
+        self.replicas = Replicas(self.engine, source.options.get("replicas") or ())
 
     @property
     def supports_returning(self) -> bool:
@@ -504,6 +507,12 @@ class SqlAdapter:
             event_at=plan.event_instant(event_value), due_at=plan.due_instant(event_value),
         )
 
+    def replica_lag(self) -> list[ReplicaLag]:
+        """How far each replica is behind (:mod:`sql_replicas`); raises only when a
+        PostgreSQL primary cannot be asked."""
+        return self.replicas.lag()
+
     def close(self) -> None:
+        self.replicas.close()
         with contextlib.suppress(Exception):  # closing must never mask the error in flight
             self.engine.dispose()

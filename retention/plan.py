@@ -158,6 +158,9 @@ class Plan:
     predicate: Predicate = Predicate.RANGE
     predicate_reason: str = ""  # why this predicate selects exactly the due rows
     naive_zone: str = ""  # the zone naive stored text is read in ("" for UTC)
+    pause_between_batches: float = 0.0  # seconds of rest after each batch
+    max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
+    max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
 
     def describe(self) -> str:
         """One line for the audit record, the logs and ``retention plan``."""

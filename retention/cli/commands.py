@@ -14,10 +14,10 @@ from retention.audit.store import iso
 from retention.cli.audit import audit
 from retention.cli.common import POLICY, existing_store, load, out
 from retention.cli.holds import hold
-from retention.errors import RetentionError, UsageError
+from retention.errors import PhraseError, RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
 from retention.policy.needs import Need
-from retention.policy.rules import MAX_ROWS
+from retention.policy.rules import MAX_ROWS, MAX_RUNTIME, MIN_RUNTIME
 from retention.report import build as report_module
 from retention.report import render
 from retention.run import engine, stop
@@ -109,6 +109,8 @@ def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples
 @click.option("--as-of", "as_of", help="ISO-8601 instant, not later than now (default: now).")
 @click.option("--dry-run", is_flag=True, help="Count what would change; change nothing.")
 @click.option("--max-rows", type=click.IntRange(0, MAX_ROWS), help="Lower every rule's max_rows.")
+@click.option("--max-runtime", help="Lower every rule's max_runtime: seconds or a duration "
+              "such as '30 minutes'; no batch starts later, the next run goes on.")
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "json"]))
 @click.option("-q", "--quiet", is_flag=True,
@@ -116,10 +118,18 @@ def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples
 @click.option("--metrics-file", type=click.Path(dir_okay=False),
               help="Write Prometheus metrics here (node_exporter textfile collector).")
 def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
-        max_rows: int | None, fmt: str, quiet: bool, metrics_file: str | None) -> int:
-    """Enforce the policy once (for cron, systemd timers, Kubernetes CronJobs)."""
+        max_rows: int | None, max_runtime: str | None, fmt: str, quiet: bool,
+        metrics_file: str | None) -> int:
+    """Enforce the policy once (for cron, systemd timers, Kubernetes CronJobs).
+
+    On a terminal each rule shows a progress bar on stderr; --dry-run shows how many
+    batches each rule takes and, from the rate of an earlier run, how long.
+    """
+    from retention.run import estimate, progress
+
     if quiet:
         logs.configure("warning")
+    runtime = _max_runtime(max_runtime)
     loaded = load(policy)
     now = utcnow()
     instant = parse_instant(as_of) if as_of else now
@@ -128,7 +138,8 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
                          "instant would delete early (use 'report' to look ahead)")
     stop.install()
     started = time.monotonic()
-    outcome = engine.run(loaded, instant, rules, dry_run=dry_run, max_rows=max_rows)
+    outcome = engine.run(loaded, instant, rules, dry_run=dry_run, max_rows=max_rows,
+                         max_runtime=runtime, progress=None if quiet else progress.terminal())
     if metrics_file:
         from retention.daemon.metrics import Metrics
 
@@ -140,14 +151,35 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
     if fmt == "json":
         out(render.to_json(outcome.as_json()))
     else:
-        columns = ("rule", "status", "deleted", "anonymized", "held", "due", "children",
-                   "blocked", "note")
+        columns: tuple[str, ...] = ("rule", "status", "deleted", "anonymized", "held", "due",
+                                    "children", "blocked", "note")
         rows = [[r.rule, r.status.value, r.deleted, r.anonymized, r.held, r.due,
                  render.counts(r.children), render.counts(r.blocked), r.error or ""]
                 for r in outcome.rules]
+        if dry_run:  # the forecast: batches and expected time
+            columns = (*columns[:-1], "batches", "expected", columns[-1])
+            rows = [[*row[:-1], (r.estimate or {}).get("batches", ""),
+                     estimate.shown(r.estimate), row[-1]]
+                    for row, r in zip(rows, outcome.rules, strict=True)]
         title = f"{'Dry run' if dry_run else 'Run'} {outcome.run_id} of {loaded.name}"
         out(render.table(title, columns, rows))
     return outcome.exit_code
+
+
+def _max_runtime(text: str | None) -> float | None:
+    """``--max-runtime``: seconds or a duration phrase, within the policy key's bounds."""
+    from retention.policy import duration
+
+    if text is None:
+        return None
+    try:
+        seconds = duration.parse(text)
+    except PhraseError as exc:
+        raise UsageError(f"--max-runtime: {exc.reason} in {text[:80]!r}") from None
+    if not MIN_RUNTIME <= seconds <= MAX_RUNTIME:
+        raise UsageError(f"--max-runtime must be between {MIN_RUNTIME:g} and {MAX_RUNTIME:g} "
+                         f"seconds, got {text[:80]!r}")
+    return seconds
 
 
 @cli.command()

@@ -75,5 +75,12 @@ def usable(value: str | Unset) -> str:
 
 
 def unset_in(values: Iterable[object]) -> list[Problem]:
-    """The problems of every :class:`Unset` among ``values``."""
-    return [p for v in values if isinstance(v, Unset) for p in v.problems]
+    """The problems of every :class:`Unset` among ``values`` (and in lists among them,
+    such as a source's ``replicas``)."""
+    found: list[Problem] = []
+    for v in values:
+        if isinstance(v, Unset):
+            found.extend(v.problems)
+        elif isinstance(v, list):
+            found.extend(unset_in(v))
+    return found

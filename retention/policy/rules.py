@@ -22,6 +22,12 @@ MIN_TIMEOUT = 0.001  # seconds: the databases count timeouts in milliseconds
 MAX_LOCK_TIMEOUT = 3600.0  # seconds: a batch waiting an hour for a lock should fail instead
 MAX_STATEMENT_TIMEOUT = 86400.0  # seconds: one statement of a batch running for a day
 DEFAULT_HASH_KEY_ENV = "RETENTION_HASH_KEY"  # environment variable holding the HMAC key
+DEFAULT_PAUSE = 0.0  # seconds between batches: none, unless the policy asks for politeness
+MAX_PAUSE = 3600.0  # seconds: an hour between batches is a typo, not a pace
+MIN_RUNTIME = 1.0  # seconds: a shorter max_runtime could never finish a batch
+MAX_RUNTIME = 7 * 86400.0  # seconds: a run allowed to last longer than a week has no limit
+MIN_REPLICA_LAG = 0.1  # seconds: below this the databases' own lag figures are noise
+MAX_REPLICA_LAG = 86400.0  # seconds: a replica a day behind is broken, not lagging
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,7 @@ class Source:
     adapter: str
     options: dict[str, Any] = field(hash=False, repr=False)  # the URL holds a password
     line: int = 0
+    lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)  # per key
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,9 @@ class Rule:
     line: int = field(default=0, compare=False)  # where it is written is not what it says
     lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
     event_format: str | None = None  # unix_seconds / unix_millis: epoch numbers, not times
+    pause_between_batches: float = DEFAULT_PAUSE  # seconds of rest after each batch
+    max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
+    max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
 
     def line_of(self, key: str) -> int:
         return self.lines.get(key, self.line)

@@ -152,4 +152,7 @@ def make_plan(
         predicate=predicate,
         predicate_reason=reason,
         naive_zone=policy.timezone if naive_timestamps == "local" else "",
+        pause_between_batches=rule.pause_between_batches,
+        max_runtime=rule.max_runtime,
+        max_replica_lag=rule.max_replica_lag,
     )

@@ -23,6 +23,7 @@ from retention.run import lease as leases
 from retention.run import retry, stop
 from retention.run.outcome import RuleOutcome, Status
 from retention.run.reconcile import forget_marks, new_batch_id, reconcile
+from retention.run.throttle import Pace
 from retention.run.validate import reason
 from retention.secrets import scrub
 
@@ -52,8 +53,14 @@ def limit_reason(plan: Plan, count: DueCount, max_rows: int | None) -> str | Non
 def enforce(
     policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
     store: AuditStore | None, run_id: str, dry_run: bool, max_rows: int | None, log: Any,
+    pace: Pace | None = None,
 ) -> None:
-    """Run ``plan`` and fill ``result``; never raises (a failure becomes ``failed``)."""
+    """Run ``plan`` and fill ``result``; never raises (a failure becomes ``failed``).
+
+    ``pace`` makes the between-batch decisions (:mod:`retention.run.throttle`); by
+    default the plan's own, with log lines rather than a progress bar.
+    """
+    pace = pace or Pace(plan, adapter, result, log)
     result.cutoff, result.plan = plan.cutoff, plan.describe()
     lease = None
     try:
@@ -79,7 +86,7 @@ def enforce(
             result.children = dict(count.children)
             return
         assert store is not None and lease is not None
-        _batches(policy, adapter, plan, result, store, run_id, lease, log)
+        _batches(policy, adapter, plan, result, store, run_id, lease, log, pace)
         log.info("rule_finished", status=result.status.value, deleted=result.deleted,
                  anonymized=result.anonymized, children=result.children)
     except Exception as exc:
@@ -89,30 +96,33 @@ def enforce(
         log.error("rule_failed", error=result.error,
                   traceback=scrub("".join(traceback.format_exception(exc))))
     finally:
+        pace.close()
         if lease is not None:
             lease.release()
 
 
 def _batches(
     policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome, store: AuditStore,
-    run_id: str, lease: leases.Lease, log: Any,
+    run_id: str, lease: leases.Lease, log: Any, pace: Pace,
 ) -> None:
     source_url = getattr(adapter, "raw_url", None)
     together = isinstance(source_url, str) and store.shares_database_with(source_url)
     closed: list[str] = []  # confirmed batches whose markers may go
     try:
-        _loop(policy, adapter, plan, result, store, run_id, lease, log, together, closed)
+        _loop(policy, adapter, plan, result, store, run_id, lease, log, together, closed, pace)
     finally:
         forget_marks(adapter, closed, log)
 
 
 def _loop(
     policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome, store: AuditStore,
-    run_id: str, lease: leases.Lease, log: Any, together: bool, closed: list[str],
+    run_id: str, lease: leases.Lease, log: Any, together: bool, closed: list[str], pace: Pace,
 ) -> None:
     after: tuple[Any, ...] | None = None
     attempt = 0
     while True:
+        if not pace.before_batch():  # pause, replica lag; False: max_runtime has passed
+            return
         if stop.requested.is_set():
             result.status = Status.INTERRUPTED
             log.warning("rule_interrupted", deleted=result.deleted,
@@ -150,8 +160,7 @@ def _loop(
             if len(closed) >= PRUNE_EVERY:
                 forget_marks(adapter, closed, log)
         _count(result, plan, [(r.table, r.action) for r in batch.rows])
-        if batch.rows:
-            log.info("batch_committed", rows=len(batch.rows), batch_id=batch_id)
+        pace.after_batch(len(batch.rows), batch_id)  # batch_committed, or the progress bar
         if batch.scanned < plan.batch_size:
             return
         after = batch.last_key

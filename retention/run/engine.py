@@ -24,10 +24,11 @@ from retention.audit.store import AuditStore, RunInfo
 from retention.errors import PolicyError, Problem, RetentionError, SourceError, UsageError
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
-from retention.run import holds, stop, validate
+from retention.run import estimate, holds, stop, validate
 from retention.run.compile import make_plan
 from retention.run.enforce import enforce
 from retention.run.outcome import RuleOutcome, RunOutcome, Status
+from retention.run.throttle import Pace, runtime_limit
 
 log = structlog.get_logger("retention.run.engine")
 
@@ -162,8 +163,14 @@ def held_keys(policy: Policy, as_of: dt.datetime, store: AuditStore | None) -> H
 def run(
     policy: Policy, as_of: dt.datetime, rule_names: Iterable[str] | None = None,
     dry_run: bool = False, max_rows: int | None = None, audit: AuditStore | None = None,
+    max_runtime: float | None = None, progress: Any = None,
 ) -> RunOutcome:
-    """Enforce ``policy`` as of ``as_of``. Raises only for bad input (nothing changed then)."""
+    """Enforce ``policy`` as of ``as_of``. Raises only for bad input (nothing changed then).
+
+    ``max_runtime`` (seconds) lowers every rule's own; ``progress``, a rich ``Console``,
+    shows a progress bar per rule there instead of a log line per batch. A dry run adds
+    each rule's forecast (:mod:`retention.run.estimate`).
+    """
     rules = select_rules(policy, rule_names)
     run_id = str(uuid.uuid4())
     outcome = RunOutcome(run_id, policy.name, as_of, dry_run)
@@ -173,6 +180,7 @@ def run(
         plans, failed = compile_plans(session, rules, as_of, held_keys(policy, as_of, audit))
         own_audit = audit is None and not dry_run
         store = audit or (None if dry_run else AuditStore(policy.audit_url))
+        rates = _rates(policy, audit, rules) if dry_run else {}
         try:
             if store is not None:
                 store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256,
@@ -190,8 +198,12 @@ def run(
                 if stop.requested.is_set():
                     result.status = Status.INTERRUPTED
                     continue
-                enforce(policy, session.adapter(rule.source), plans[rule.name], result, store,
-                        run_id, dry_run, max_rows, rlog)
+                adapter, plan = session.adapter(rule.source), plans[rule.name]
+                enforce(policy, adapter, plan, result, store, run_id, dry_run, max_rows, rlog,
+                        Pace(plan, adapter, result, rlog, max_runtime, progress))
+                if dry_run and result.status is Status.OK:
+                    result.estimate = estimate.forecast(
+                        plan, result.due, rates.get(rule.name), runtime_limit(plan, max_runtime))
             if store is not None:
                 store.finish_run(run_id, outcome.status.value,
                                  [r.as_json() for r in outcome.rules])
@@ -200,3 +212,15 @@ def run(
             if own_audit and store is not None:
                 store.close()
     return outcome
+
+
+def _rates(policy: Policy, audit: AuditStore | None, rules: tuple[Rule, ...]
+           ) -> dict[str, estimate.Rate]:
+    """The rules' measured rates, from ``audit`` or the policy's store if it exists (a dry
+    run creates nothing)."""
+    store = audit or AuditStore.peek(policy.audit_url)
+    try:
+        return estimate.measured_rates(store, policy.name, (r.name for r in rules))
+    finally:
+        if audit is None and store is not None:
+            store.close()

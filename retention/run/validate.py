@@ -78,6 +78,9 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
     def problem(key: str, message: str) -> None:
         out.append(Problem(policy.path, rule.line_of(key), rule.name, message))
 
+    if rule.max_replica_lag is not None and not callable(getattr(adapter, "replica_lag", None)):
+        problem("max_replica_lag", f"max_replica_lag: adapter {adapter.name!r} of source "
+                f"{rule.source!r} cannot tell how far its replicas are behind")
     assert rule.table is not None
     info = _reflect(adapter, schema, rule.source, rule.table)
     if info is None:
