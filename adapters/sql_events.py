@@ -170,11 +170,18 @@ def value(table: Table, plan: Plan, dialect: str) -> ColumnElement[Any]:
     return col
 
 
-def oldest(table: Table, plan: Plan, dialect: str) -> ColumnElement[Any]:
-    """The least event value (``min``); :func:`oldest_instant` reads it."""
-    if plan.predicate is Predicate.PARSED:
-        return func.min(instant_key(table.c[plan.event_column], plan))
-    return func.min(value(table, plan, dialect))
+def oldest(table: Table, plan: Plan, dialect: str,
+           among: ColumnElement[bool] | None = None) -> ColumnElement[Any]:
+    """The least event value (``min``), of the rows meeting ``among`` if given (else of
+    the rows the statement selects); :func:`oldest_instant` reads it."""
+    found: ColumnElement[Any] = (instant_key(table.c[plan.event_column], plan)
+                                 if plan.predicate is Predicate.PARSED
+                                 else _unlabeled(value(table, plan, dialect)))
+    return func.min(found if among is None else sa.case((among, found)))
+
+
+def _unlabeled(found: ColumnElement[Any]) -> ColumnElement[Any]:
+    return found.element if isinstance(found, sa.Label) else found
 
 
 def oldest_instant(plan: Plan, found: Any) -> dt.datetime | None:

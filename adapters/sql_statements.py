@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from retention.adapters import sql_events
@@ -239,13 +240,54 @@ def count_due(table: Table, plan: Plan, dialect: str) -> Select[Any]:
         due(table, plan, dialect))
 
 
+def _counted(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    """How many rows of the scan meet ``condition`` (NULL counts as false, as in WHERE)."""
+    return func.count(case((condition, literal_column("1"))))
+
+
+def tally(table: Table, plan: Plan, dialect: str, ahead: Sequence[Plan] = ()) -> Select[Any]:
+    """Every figure of a rule's table in one scan: ``total``, ``due`` now and its
+    ``oldest`` event, ``held``, ``unreadable``, ``blocked_<i>`` per referencing table
+    (in :func:`blocking_tables` order) and ``due_ahead_<i>`` under each of ``ahead``
+    (the same rule compiled at later instants).
+
+    Each figure is the count of the rows its own statement above would count
+    (``count_due``, ``count_held``, ...): the same predicates, as conditions of
+    ``count(CASE WHEN ... THEN 1 END)`` over the whole table instead of a ``WHERE``.
+    """
+    now = due(table, plan, dialect)
+    figures: list[ColumnElement[Any]] = [
+        func.count().label("total"),
+        _counted(now).label("due"),
+        sql_events.oldest(table, plan, dialect, now).label("oldest"),
+        (_counted(held(table, plan, dialect)) if plan.held_keys else literal_column("0")
+         ).label("held"),
+        _counted(and_(sql_events.unreadable(table, plan, dialect),
+                      *(_filter(table, f) for f in plan.filters))).label("unreadable"),
+    ]
+    unreferenced = dataclasses.replace(plan, references=())
+    for i, refs in enumerate(blocking_tables(plan).values()):
+        figures.append(_counted(and_(due(table, unreferenced, dialect),
+                                     or_(*(referenced(table, plan, r) for r in refs)))
+                                ).label(f"blocked_{i}"))
+    figures += [_counted(due(table, later, dialect)).label(f"due_ahead_{i}")
+                for i, later in enumerate(ahead)]
+    return select(*figures).select_from(table)
+
+
+def blocking_tables(plan: Plan) -> dict[str, list[Reference]]:
+    """The plan's undeclared references by referencing table, in order of appearance."""
+    by_table: dict[str, list[Reference]] = {}
+    for ref in plan.references:
+        by_table.setdefault(ref.table, []).append(ref)
+    return by_table
+
+
 def count_blocked(table: Table, plan: Plan, dialect: str) -> Select[Any] | None:
     """Per referencing table: the rows that would be due but for its references."""
     if not plan.references:
         return None
-    by_table: dict[str, list[Reference]] = {}
-    for ref in plan.references:
-        by_table.setdefault(ref.table, []).append(ref)
+    by_table = blocking_tables(plan)
     unreferenced = dataclasses.replace(plan, references=())
     return select(*(
         func.count(case((or_(*(referenced(table, plan, r) for r in refs)), 1))).label(name)

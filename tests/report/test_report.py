@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,10 @@ def test_a_rule_that_fails_while_counting_is_reported_by_name_and_the_others_sti
         "  rb: {table: b, retain: 1 day after at}\n")))
     count = SqlAdapter.count
 
-    def failing(self: SqlAdapter, plan: Plan) -> Any:
+    def failing(self: SqlAdapter, plan: Plan, ahead: Sequence[Plan] = ()) -> Any:
         if plan.table == "a":
             raise RuntimeError("the driver gave up")
-        return count(self, plan)
+        return count(self, plan, ahead)
 
     monkeypatch.setattr(SqlAdapter, "count", failing)
     before = snapshot(sqlite_url)
