@@ -69,18 +69,24 @@ class _Forms:
 
 def census(conn: Connection, table: Table, column: str, date: bool, naive_zone: str,
            date_zone: str) -> StoredForms:
-    """What ``column`` holds now, in one aggregate query (SQLite)."""
+    """What ``column`` holds now, in one aggregate query (SQLite).
+
+    The canonical test runs once per row, in a subquery that ``LIMIT -1`` (no limit)
+    keeps SQLite from flattening into the aggregates (which would run it twice).
+    """
     col = table.c[column]
-    canonical = canonical_text(col, date)
-    kind = func.typeof(col)
+    rows = sa.select(col.label("value"), func.typeof(col).label("kind"),
+                     canonical_text(col, date).label("canonical")
+                     ).limit(-1).subquery("stored")
+    kind, canonical = rows.c.kind, rows.c.canonical == 1
     stmt = sa.select(
-        func.count(col),
+        func.count(rows.c.value),
         func.coalesce(func.sum(sa.case((kind == "integer", 1), else_=0)), 0),
         func.coalesce(func.sum(sa.case((kind == "real", 1), else_=0)), 0),
         func.coalesce(func.sum(sa.case((canonical, 1), else_=0)), 0),
-        sa.func.retention_forms(col, naive_zone, date_zone).filter(
+        sa.func.retention_forms(rows.c.value, naive_zone, date_zone).filter(
             and_(kind == "text", sa.case((canonical, 0), else_=1) == 1)),
-    ).select_from(table)
+    )
     values, integers, reals, canon, texts = conn.execute(stmt).one()
     numbers, iso = (int(n) for n in (texts or "0 0").split())
     return StoredForms(values=int(values), integers=int(integers), reals=int(reals),
