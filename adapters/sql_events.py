@@ -111,19 +111,23 @@ def canonical_text(col: Any, date: bool) -> ColumnElement[bool]:
     )
 
 
-def compare(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
-    """The event column is at or before the cutoff and readable."""
+def compare(table: Table, plan: Plan, dialect: str,
+            is_readable: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
+    """The event column is at or before the cutoff and readable.
+
+    ``is_readable``: :func:`readable` as the statement computed it already (once per
+    row for many comparisons, see ``sql_statements.tally``); not for ``parsed``.
+    """
     col = table.c[plan.event_column]
     if plan.predicate is Predicate.PARSED:
         return instant_key(col, plan) <= bindparam(None, plan.bound, type_=sa.String)
+    known = readable(table, plan, dialect) if is_readable is None else is_readable
     if plan.predicate is Predicate.EPOCH:
         number: Any = sa.Float() if isinstance(plan.bound, float) else sa.BigInteger()
-        return and_(col <= bindparam(None, plan.bound, type_=number),
-                    readable(table, plan, dialect))
+        return and_(col <= bindparam(None, plan.bound, type_=number), known)
     if dialect == "sqlite":
-        return and_(col <= bindparam(None, plan.bound, type_=sa.String),
-                    readable(table, plan, dialect))
-    return and_(col <= _native(plan.bound, col, dialect), readable(table, plan, dialect))
+        return and_(col <= bindparam(None, plan.bound, type_=sa.String), known)
+    return and_(col <= _native(plan.bound, col, dialect), known)
 
 
 def readable(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
@@ -153,10 +157,12 @@ def readable(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     return inside
 
 
-def unreadable(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
+def unreadable(table: Table, plan: Plan, dialect: str,
+               is_readable: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
     """The event column holds a value that is no instant (never due)."""
     col = table.c[plan.event_column]
-    return and_(col.is_not(None), sa.case((readable(table, plan, dialect), 0), else_=1) == 1)
+    known = readable(table, plan, dialect) if is_readable is None else is_readable
+    return and_(col.is_not(None), sa.case((known, 0), else_=1) == 1)
 
 
 def instant_key(col: Any, plan: Plan) -> ColumnElement[Any]:

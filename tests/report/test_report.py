@@ -100,7 +100,7 @@ def test_the_report_reads_each_rule_table_once_and_each_child_once(
 
     assert [r.get("error") for r in data["rules"]] == [None] * len(policy.rules)
     reading = [s for s in sent if s.startswith("SELECT") and re.search(
-        r"\bcount\(\*\) AS total\b|\bFROM order_lines\b|\bLIMIT\b", s)]
+        r"\bcount\(\*\) AS total\b|\bFROM order_lines\b|\bORDER BY [^()]* LIMIT\b", s)]
     per_rule = Counter(_read_table(s) for s in reading)
     expected = Counter({r.table: 2 for r in policy.rules})  # the one scan and the samples
     expected["order_lines"] += 1  # the children of the due orders
