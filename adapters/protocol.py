@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -44,6 +44,8 @@ class DueCount:
     # references them, per referencing table (every such table, 0 included)
     blocked: dict[str, int] = field(default_factory=dict)
     unreadable: int = 0  # rows whose event value is no instant: never due
+    # rows due under each plan ``count`` was given ``ahead`` (the same rule, later instants)
+    due_ahead: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +142,13 @@ class Adapter(Protocol):
         """Every table of the store (for the coverage report). Raises on connection errors."""
         ...
 
-    def count(self, plan: Plan) -> DueCount:
-        """Count the due, held and total rows of ``plan``; changes nothing."""
-        ...
+    def count(self, plan: Plan, ahead: Sequence[Plan] = ()) -> DueCount:
+        """Count the due, held and total rows of ``plan``; changes nothing.
 
-    def due_within(self, plan: Plan, later: Plan) -> int:
-        """Rows not due under ``plan`` that are due under ``later`` (a later instant)."""
+        ``ahead`` are the same rule's plans at later instants (the report's look-ahead):
+        ``DueCount.due_ahead`` holds the rows due under each, counted in the same pass
+        over the table where the store can.
+        """
         ...
 
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +162,9 @@ class SqlAdapter:
     # -- schema -------------------------------------------------------------------
 
     def table(self, name: str) -> Table:
-        if name not in self._tables:
+        if name not in self._tables:  # the tables a foreign key names are not needed
             self._tables[name] = Table(name, MetaData(), autoload_with=self.engine,
-                                       schema=self.schema)
+                                       schema=self.schema, resolve_fks=False)
         return self._tables[name]
 
     def reflect(self, table: str) -> TableInfo | None:
@@ -274,14 +275,12 @@ class SqlAdapter:
 
     # -- reading ------------------------------------------------------------------
 
-    def count(self, plan: Plan) -> DueCount:
+    def count(self, plan: Plan, ahead: Sequence[Plan] = ()) -> DueCount:
+        """One scan of the rule's table for all its figures (:func:`q.tally`), then one
+        statement per declared child."""
         table = self.table(plan.table)
         with self.engine.connect() as conn:
-            due, oldest = conn.execute(q.count_due(table, plan, self.dialect)).one()
-            held = conn.execute(q.count_held(table, plan, self.dialect)).scalar_one()
-            unreadable = conn.execute(q.count_unreadable(table, plan, self.dialect)
-                                      ).scalar_one()
-            total = conn.execute(select(sa.func.count()).select_from(table)).scalar_one()
+            found = conn.execute(q.tally(table, plan, self.dialect, ahead)).one()._mapping
             children = {
                 child.table: conn.execute(
                     q.count_children(table, self.table(child.table), child.key, plan,
@@ -289,13 +288,14 @@ class SqlAdapter:
                 ).scalar_one()
                 for child in plan.children
             }
-            blocking = q.count_blocked(table, plan, self.dialect)
-            blocked = {} if blocking is None else {
-                name: int(n) for name, n in conn.execute(blocking).one()._mapping.items()}
         return DueCount(
-            due=int(due), held=int(held), total=int(total),
-            oldest_due_event=sql_events.oldest_instant(plan, oldest),
-            children=children, blocked=blocked, unreadable=int(unreadable),
+            due=int(found["due"]), held=int(found["held"]), total=int(found["total"]),
+            oldest_due_event=sql_events.oldest_instant(plan, found["oldest"]),
+            children=children,
+            blocked={name: int(found[f"blocked_{i}"])
+                     for i, name in enumerate(q.blocking_tables(plan))},
+            unreadable=int(found["unreadable"]),
+            due_ahead=tuple(int(found[f"due_ahead_{i}"]) for i in range(len(ahead))),
         )
 
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:

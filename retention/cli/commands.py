@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 import traceback
@@ -9,31 +10,63 @@ from pathlib import Path
 
 import click
 
-from retention import logs
-from retention.audit.store import iso
-from retention.cli.audit import audit
 from retention.cli.common import POLICY, existing_store, load, out
-from retention.cli.holds import hold
 from retention.errors import PhraseError, RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
 from retention.policy.needs import Need
 from retention.policy.rules import MAX_ROWS, MAX_RUNTIME, MIN_RUNTIME
-from retention.report import build as report_module
-from retention.report import render
-from retention.run import engine, stop
 from retention.run.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from retention.secrets import scrub
 
 MAX_MISFIRE_GRACE = 366 * 86400  # seconds: a slot missed more than a year ago is history
 
+# Each command imports what it needs when it runs (SQLAlchemy, pendulum, structlog,
+# rich, the drivers), so ``retention --help`` and a command's ``--help`` stay fast.
+# The ``hold`` and ``audit`` groups load from their modules when invoked; their short
+# help is here for ``retention --help`` (tests/cli/test_cli.py checks it is theirs).
+LAZY_GROUPS = {
+    "hold": ("retention.cli.holds", "Legal holds: records no run may touch while the hold "
+             "lasts."),
+    "audit": ("retention.cli.audit", "Read and check the audit log."),
+}
 
-@click.group()
+
+class Commands(click.Group):
+    """The ``retention`` group: commands defined here, and groups loaded when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_GROUPS and cmd_name not in self.commands:
+            module = importlib.import_module(LAZY_GROUPS[cmd_name][0])
+            self.add_command(getattr(module, cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As Click's, with the lazy groups' short help from ``LAZY_GROUPS`` (not imported)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            command = (click.Command(name, help=LAZY_GROUPS[name][1])  # its help, unloaded
+                       if name in LAZY_GROUPS and name not in self.commands
+                       else self.get_command(ctx, name))
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=Commands)
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--debug", is_flag=True, help="Print a traceback for unexpected errors.")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, debug: bool) -> None:
     """Enforce the retention promises of a privacy statement."""
+    from retention import logs
+
     logs.configure(log_level)
     ctx.obj = {"debug": debug, "log_level": log_level}
 
@@ -42,6 +75,8 @@ def cli(ctx: click.Context, log_level: str, debug: bool) -> None:
 @POLICY
 def validate(policy: str) -> int:
     """Check the policy file and the live schemas of its sources."""
+    from retention.run import engine
+
     loaded = load(policy)
     with engine.Session(loaded) as session:
         plans, failed = engine.compile_plans(session, loaded.rules, utcnow())
@@ -61,6 +96,8 @@ def validate(policy: str) -> int:
 @click.option("--as-of", "as_of", help="ISO-8601 instant (default: now).")
 def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
     """Show each rule's cutoff and the SQL it will run."""
+    from retention.run import engine
+
     loaded = load(policy)
     instant = parse_instant(as_of) if as_of else utcnow()
     selected = engine.select_rules(loaded, rules)
@@ -96,6 +133,9 @@ def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
 def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples: int,
            rules: tuple[str, ...]) -> int:
     """Dry run for auditors: what is due, what is held, why. Changes nothing."""
+    from retention.report import build as report_module
+    from retention.report import render
+
     loaded = load(policy)
     instant = report_module.parse_as_of(as_of) if as_of else utcnow()
     data = report_module.build(loaded, instant, samples, list(rules) or None)
@@ -125,7 +165,9 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
     On a terminal each rule shows a progress bar on stderr; --dry-run shows how many
     batches each rule takes and, from the rate of an earlier run, how long.
     """
-    from retention.run import estimate, progress
+    from retention import logs
+    from retention.report import render
+    from retention.run import engine, estimate, progress, stop
 
     if quiet:
         logs.configure("warning")
@@ -210,6 +252,7 @@ def daemon(policy: str, misfire_grace: int, metrics_port: int | None,
 def status(policy: str, fmt: str) -> int:
     """Last run, next run and backlog of every rule; daemon heartbeats."""
     from retention.daemon import status as status_module
+    from retention.report import render
 
     data = status_module.build(load(policy), utcnow())
     if fmt == "json":
@@ -263,6 +306,9 @@ def schedule_command(policy: str, fmt: str, lang: str, templates: str | None,
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def replay(policy: str, since: str, apply_: bool, fmt: str) -> int:
     """Re-apply recorded deletions after a restore from backup."""
+    from retention.audit.store import iso
+    from retention.report import render
+    from retention.run import stop
     from retention.run.replay import replay as replay_deletions
 
     loaded = load(policy)
@@ -286,10 +332,6 @@ def replay(policy: str, since: str, apply_: bool, fmt: str) -> int:
                           ("rule", "table", "restored", "deleted", "left alone", "status"),
                           rows))
     return {"ok": EXIT_OK, "failed": EXIT_FAILED, "skipped": 4}[data["status"]]
-
-
-cli.add_command(hold)
-cli.add_command(audit)
 
 
 @cli.command()
