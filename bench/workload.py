@@ -134,7 +134,7 @@ PG_TS = ("CASE WHEN k <= :half "
          "+ (k - :half - 1) * :live_step * interval '1 second' END")
 PG_STATUS = "CASE WHEN g % 50 = 0 THEN 'cancelled' ELSE 'completed' END"
 PG_ORDER_COLUMNS = (
-    "g, 1 + (g * 7919) % 50000, {status}, "
+    "g, 1 + (g::bigint * 7919) % 50000, {status}, "
     "'Keizersgracht ' || (g % 900 + 1) || ', 1017 DD Amsterdam, NL / ' || md5(g::text) "
     "|| md5((g + 1)::text) || left(md5((g + 2)::text), 20), ts - interval '2 days', ts")
 PG_ORDERS = ("INSERT INTO {table} (id, account_id, status, invoice_address, created_at, "
