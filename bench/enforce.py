@@ -166,6 +166,14 @@ def durable_postgres() -> Any:
     from retention.testing import start_postgres
 
     server = start_postgres()
+    try:
+        return server, _durable(server)
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _durable(server: Any) -> dict[str, str]:
     eng = workload.engine(server.url, autocommit=True)
     with eng.connect() as conn:
         for setting in ("fsync = on", "synchronous_commit = on", "full_page_writes = on",
@@ -179,23 +187,26 @@ def durable_postgres() -> Any:
             settings[name] = conn.exec_driver_sql(f"SHOW {name}").scalar_one()
     eng.dispose()
     if settings["fsync"] != "on" or settings["synchronous_commit"] != "on":
-        server.stop()
         raise SystemExit(f"could not switch PostgreSQL to fsync on: {settings}")
-    return server, settings
+    return settings
 
 
 def durable_mariadb() -> Any:
     from retention.testing import start_mariadb
 
     server = start_mariadb()
-    eng = workload.engine(server.url, autocommit=True)
-    with eng.connect() as conn:
-        conn.exec_driver_sql("SET GLOBAL innodb_flush_log_at_trx_commit = 1")
-        settings = {}
-        for name in ("version", "innodb_flush_log_at_trx_commit", "innodb_doublewrite",
-                     "innodb_buffer_pool_size", "log_bin"):
-            settings[name] = str(conn.exec_driver_sql(f"SELECT @@{name}").scalar_one())
-    eng.dispose()
+    try:
+        eng = workload.engine(server.url, autocommit=True)
+        with eng.connect() as conn:
+            conn.exec_driver_sql("SET GLOBAL innodb_flush_log_at_trx_commit = 1")
+            settings = {}
+            for name in ("version", "innodb_flush_log_at_trx_commit", "innodb_doublewrite",
+                         "innodb_buffer_pool_size", "log_bin"):
+                settings[name] = str(conn.exec_driver_sql(f"SELECT @@{name}").scalar_one())
+        eng.dispose()
+    except BaseException:
+        server.stop()
+        raise
     return server, settings
 
 
@@ -342,7 +353,8 @@ class Bench:
             audit = (self.sqlite_audit(name) if variant == "ret_sqlite"
                      else url)
             r = self.run_retention(name, db, url, audit, batch, exp)
-        r.update(target=kind, layout=layout, variant=variant, rep=rep, db=name, url=url)
+        r.update(target=kind, layout=layout, variant=variant, rep=rep, db=name, url=url,
+                 load1_after=float(loadavg().split()[0]))
         log(f"  {r['wall_s']:.2f} s" + (f", RSS {r['rss_mb']:.0f} MB" if "rss_mb" in r else "")
             + (f", longest xact {r['longest_xact_s']:.3f} s" if "longest_xact_s" in r else ""))
         if not keep:
@@ -727,6 +739,8 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                "label": VARIANTS[variant][0], "walls_s": walls, "median_s": median(walls),
                "ratio": median(walls) / median(raw) if raw else None,
                "rss_mb": max((r["rss_mb"] for r in rs if "rss_mb" in r), default=None),
+               "cpu_s": median([r["cpu_s"] for r in rs]) if "cpu_s" in rs[0] else None,
+               "load1": median([r["load1_after"] for r in rs]),
                "longest_xact_s": max((r["longest_xact_s"] for r in rs
                                       if "longest_xact_s" in r), default=None),
                "verify_s": median([r["verify_s"] for r in rs]) if "verify_s" in rs[0] else None,
@@ -759,16 +773,17 @@ def render(report: dict[str, Any]) -> str:
            f"total {report['total_s'] / 60:.1f} min",
            ""]
     head = ("| target | layout | variant | median s | runs s | ratio | peak RSS MB "
-            "| longest xact s | longest batch gap s | engine s | verify s "
-            "| statements / batches |")
-    out += [head, "|" + "---|" * 12]
+            "| process CPU s | longest xact s | longest batch gap s | engine s | verify s "
+            "| statements / batches | load1 |")
+    out += [head, "|" + "---|" * 14]
     for r in report["summary"]:
         out.append(f"| {r['target']} | {r['layout']} | {r['label']} | {r['median_s']:.2f} | "
                    + " / ".join(f"{w:.2f}" for w in r["walls_s"])
                    + f" | {fmt(r['ratio'], '.1f')}x | {fmt(r['rss_mb'], '.0f')} | "
+                   f"{fmt(r['cpu_s'], '.1f')} | "
                    f"{fmt(r['longest_xact_s'], '.3f')} | {fmt(r['longest_batch_gap_s'], '.3f')}"
                    f" | {fmt(r['engine_s'])} | {fmt(r['verify_s'])} | "
-                   f"{fmt(r['statements'], 'd')} |")
+                   f"{fmt(r['statements'], 'd')} | {r['load1']:.1f} |")
     extra = report["extra"]
     if "help_s" in extra:
         out.append(f"\n`retention --help`: median {median(extra['help_s']):.2f} s")

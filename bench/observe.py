@@ -1,10 +1,11 @@
 """What the benchmark watches on the PostgreSQL side while something runs.
 
 * :class:`XactSampler`: the longest transaction. A side connection (to the ``postgres``
-  database) reads ``pg_stat_activity`` every 20 ms and keeps, per backend of the
-  measured database (pgbench's excluded), the greatest ``clock_timestamp() -
-  xact_start`` seen. A transaction shorter than the interval may be missed or
-  under-measured by up to 20 ms plus the sampling query's own time.
+  database) reads ``pg_stat_activity`` every 20 ms and keeps the greatest
+  ``clock_timestamp() - xact_start`` seen among the client backends of the measured
+  database (pgbench's and autovacuum's excluded). A transaction shorter than the
+  interval may be missed or under-measured by up to 20 ms plus the sampling query's
+  own time.
 * :class:`Pgbench`: an OLTP load at a fixed rate (``pgbench -R``) with a custom script on
   the same tables: read a random not-due order, update it, insert a new order with
   one line, as one transaction. Per-transaction logs (``--log``); latency is pgbench's
@@ -57,8 +58,8 @@ class XactSampler:
 
     QUERY = ("SELECT pid, extract(epoch FROM clock_timestamp() - xact_start), "
              "left(query, 80) FROM pg_stat_activity WHERE datname = %s "
-             "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
-             "AND application_name <> 'pgbench'")
+             "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+             "AND xact_start IS NOT NULL AND application_name <> 'pgbench'")
 
     def __init__(self, admin_url: str, dbname: str, interval: float = 0.02) -> None:
         self.conn = psycopg.connect(conninfo(admin_url), autocommit=True)
