@@ -220,6 +220,7 @@ class Bench:
         self.extra: dict[str, Any] = {}
         self.django_python: Path | None = None
         self.counter = 0
+        self.saved: Callable[[], Any] = lambda: None  # writes the JSON so far
 
     # helpers ------------------------------------------------------------------------
 
@@ -359,6 +360,8 @@ class Bench:
             + (f", longest xact {r['longest_xact_s']:.3f} s" if "longest_xact_s" in r else ""))
         if not keep:
             db.drop(name)
+        self.results.append(r)
+        self.saved()
         return r
 
     # phases -------------------------------------------------------------------------
@@ -381,10 +384,9 @@ class Bench:
                 keep = (rep == 1 and variant == "ret_1000" and layout == "time"
                         and db.kind == "postgresql" and self.args.export)
                 r = self.measure(db, template, layout, variant, rep, exp, cutoff, keep)
-                self.results.append(r)
                 if keep:
                     kept = r
-                if r["wall_s"] > self.args.slow:
+                if r["wall_s"] > self.args.slow and not variant.startswith("ret"):
                     slow.add(variant)
                     log(f"  {variant} took over {self.args.slow:.0f} s: measured once")
         return kept
@@ -617,15 +619,19 @@ class Bench:
                 self.extra["cutoff"] = cutoff
                 self.extra.setdefault("report", []).append(
                     self.report_timing(pg, server, f"tpl_{layout}", layout, exp))
+                self.saved()
                 kept = self.deletes(pg, f"tpl_{layout}", layout, exp, cutoff)
                 if kept is not None:
                     self.extra.setdefault("export", []).append(
                         self.export_timing(pg, kept, f"{exp.due_rows} records"))
+                    self.saved()
                 if a.profile and layout == a.layouts[0]:
                     self.extra["profile"] = self.profile(pg, f"tpl_{layout}", exp)
+                    self.saved()
                 if a.oltp:
                     self.extra.setdefault("oltp", []).append(
                         self.oltp(pg, f"tpl_{layout}", layout, exp, cutoff))
+                    self.saved()
                 pg.drop(f"tpl_{layout}")
             if a.export:
                 small = max(1000, a.orders // 10)
@@ -636,9 +642,11 @@ class Bench:
                                     keep=True)
                 self.extra.setdefault("export", []).insert(
                     0, self.export_timing(pg, kept, f"{exp.due_rows} records"))
+                self.saved()
                 pg.drop("tpl_small")
             if a.partition:
                 self.extra["partitions"] = self.partitions(pg)
+                self.saved()
             if a.big:
                 n = 10 * a.orders
                 log(f"loading {n} orders for the report comparison")
@@ -662,6 +670,7 @@ class Bench:
                 t0 = time.perf_counter()
                 exp = my.load(f"tpl_{layout}", layout, a.orders)
                 self.extra[f"mariadb_load_{layout}_s"] = time.perf_counter() - t0
+                self.extra[f"mariadb_expected_{layout}"] = exp.as_dict()
                 cutoff = self.cutoff(my.url(f"tpl_{layout}"), exp, f"my-cutoff-{layout}")
                 self.deletes(my, f"tpl_{layout}", layout, exp, cutoff)
                 my.drop(f"tpl_{layout}")
@@ -843,6 +852,7 @@ def main() -> int:
                         help="small data, one repeat, short OLTP windows")
     parser.add_argument("--repeats", type=int, help="runs per variant (default 3; --quick 1)")
     parser.add_argument("--layouts", default="time,random", help="time,random")
+    parser.add_argument("--no-postgres", dest="postgres", action="store_false")
     parser.add_argument("--no-mariadb", dest="mariadb", action="store_false")
     parser.add_argument("--no-django", dest="django", action="store_false")
     parser.add_argument("--no-oltp", dest="oltp", action="store_false")
@@ -857,12 +867,17 @@ def main() -> int:
     parser.add_argument("--oltp-clients", type=int, default=4, help="pgbench -c")
     parser.add_argument("--oltp-idle", type=float, help="idle window, s (default 30)")
     parser.add_argument("--slow", type=float, default=300.0,
-                        help="a variant whose first run takes longer is run once (s)")
+                        help="a baseline whose first run takes longer is run once (s)")
     parser.add_argument("--profile", action="store_true",
                         help="one more retention run (PG audit, batch 1000) under cProfile")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     parser.add_argument("--workdir", help="keep policies, logs and outputs here")
+    parser.add_argument("--render", metavar="FILE",
+                        help="only print the table of a JSON file written by --json")
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text())))
+        return 0
     args.orders = args.orders or (20_000 if args.quick else 1_000_000)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.oltp_idle = args.oltp_idle or (5.0 if args.quick else 30.0)
@@ -878,20 +893,26 @@ def main() -> int:
     bench = Bench(args, work)
     if args.django:
         bench.django_python = ensure_django_venv()
-    bench.postgres()
+
+    def snapshot(partial: bool) -> dict[str, Any]:
+        report = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                  "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                  "args": dict(vars(args)), "partial": partial,
+                  "machine": machine(work), "load_before": load_before,
+                  "load_after": loadavg(), "total_s": time.monotonic() - started,
+                  "summary": summarize(bench.results), "extra": bench.extra,
+                  "results": [{k: v for k, v in r.items() if k != "url"}
+                              for r in bench.results]}
+        if args.json:  # rewritten after every measurement: a long run loses nothing
+            Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        return report
+
+    bench.saved = lambda: snapshot(partial=True)
+    if args.postgres:
+        bench.postgres()
     if args.mariadb:
         bench.mariadb()
-    report = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-              "command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "args": {k: v for k, v in vars(args).items()},
-              "machine": machine(work), "load_before": load_before, "load_after": loadavg(),
-              "total_s": time.monotonic() - started, "summary": summarize(bench.results),
-              "extra": bench.extra,
-              "results": [{k: v for k, v in r.items() if k not in ("url",)}
-                          for r in bench.results]}
-    print(render(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    print(render(snapshot(partial=False)))
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0
