@@ -122,11 +122,14 @@ def _rule(entry: dict[str, Any], zone: str, cutoff_label: str) -> dict[str, Any]
 
 
 def last_run(run: dict[str, Any] | None, zone: str) -> str:
-    """``2026-02-28 04:00:01, run 85abd9dc: ok, 120 deleted, 0 anonymized``, or ``never``."""
+    """``2026-02-28 04:00:01, run 85abd9dc-...: ok, 120 deleted, 0 anonymized``, or
+    ``never``; a run started long after the instant it ran as of says that instant too."""
     if not run:
         return NEVER
     done = f"{run['deleted']} deleted, {run['anonymized']} anonymized"
-    return f"{local_time(run['at'], zone)}, run {run['run_id']}: {run['status']}, {done}"
+    at, as_of = local_time(run["at"], zone), local_time(run.get("as_of"), zone)
+    when = at if as_of in (at, NONE) or as_of[:16] == at[:16] else f"{at} (as of {as_of})"
+    return f"{when}, run {run['run_id']}: {run['status']}, {done}"
 
 
 def _sql(computation: dict[str, Any] | None, zone: str) -> dict[str, Any] | None:
