@@ -67,7 +67,7 @@ def test_a_report_shows_each_rules_last_enforced_run(target: Path, tmp_path: Pat
         assert (last["run_id"], last["status"], last["deleted"], last["anonymized"]) == (
             outcome.run_id, "ok", 2, 0), entry["rule"]
         assert dt.datetime.fromisoformat(last["at"]) <= dt.datetime.now(dt.UTC)
-        assert last["as_of"] == RUN_AS_OF.isoformat()
+        assert dt.datetime.fromisoformat(last["as_of"]) == RUN_AS_OF
         assert entry["changed_since_last_run"] == []
 
 
