@@ -96,3 +96,16 @@ def test_a_failed_rule_is_said_in_every_format_and_the_others_are_shown() -> Non
         assert "rule &#39;bad-rule&#39; added" in text if fmt == "html" \
             else "rule 'bad-rule' added" in text, fmt
         assert "all 2 rules (1 failed)" in text, fmt
+
+
+def test_policy_text_is_escaped_in_html_and_markdown() -> None:
+    """A rule name or legal basis holding markup is shown as text, never as a tag."""
+    data = _report_with_a_failed_rule()
+    data["rules"][0]["rule"] = "<b>orders</b>"
+    data["rules"][0]["legal_basis"] = "<script>alert(1)</script> | law"
+    page = render.report(data, "html")
+    assert "<script>alert" not in page and "<b>orders" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; | law" in page
+    markdown = render.report(data, "md")
+    assert "<script>" not in markdown and "<b>" not in markdown
+    assert "&lt;script>alert(1)&lt;/script> \\| law" in markdown
