@@ -149,6 +149,7 @@ class SqlAdapter:
         self._tables: dict[str, Table] = {}
         self._foreign_keys: list[ForeignKeyInfo] | None = None
         self._folds: bool | None = None  # table names compared without regard to case
+        self._stored: set[str] | None = None  # table names as stored, read once
         self._forms: dict[tuple[Any, ...], StoredForms] = {}
         if self.dialect == "sqlite":
             sql_events.register(self.engine)
@@ -175,7 +176,7 @@ class SqlAdapter:
         suggests the stored spelling): foreign keys and reports name tables as
         stored, and SQLAlchemy reflects a misspelled SQLite table only in part.
         """
-        if self._name_folding() and table not in self.tables():
+        if self._name_folding() and table not in self._stored_names():
             return None
         try:
             reflected = self.table(table)
@@ -228,6 +229,12 @@ class SqlAdapter:
         wanted = self._name_key(table)
         return [dataclasses.replace(fk, referred=table)
                 for fk in self._foreign_keys if self._name_key(fk.referred) == wanted]
+
+    def _stored_names(self) -> set[str]:
+        """The source's table names as stored, read once (each compilation asks)."""
+        if self._stored is None:
+            self._stored = set(self.tables())
+        return self._stored
 
     def _name_folding(self) -> bool:
         if self._folds is None:

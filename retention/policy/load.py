@@ -212,8 +212,9 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
     return Policy(
         name=name, version=None if version is None else str(version), timezone=str(tz_name),
         path=out.path, sha256=sha256, sources=sources, audit=audit_url,
-        rules=tuple(rules), ignore=ignore,
+        rules=tuple(rules), ignore=tuple((src, table) for src, table, _ in ignore),
         unset=tuple(sorted(out.unset, key=lambda p: p.line or 0)),
+        ignore_reasons={(src, table): why for src, table, why in ignore if why},
     )
 
 

@@ -120,22 +120,32 @@ def _strategy(column: str, spec: Any) -> ColumnAction | str:
 
 def ignore(
     tree: Any, line: int, sources: Mapping[str, Source], out: Collector
-) -> tuple[tuple[str, str], ...]:
+) -> tuple[tuple[str, str, str | None], ...]:
+    """``ignore:`` entries as ``(source, table, reason)``: ``source.table``, or a mapping
+    ``{table: source.table}`` or ``{source, table}``, either with an optional ``reason``."""
     if tree is None:
         return ()
     if not isinstance(tree, list):
-        out.add(line, None, "'ignore' must be a list of {source, table} or 'source.table'")
+        out.add(line, None, "'ignore' must be a list of 'source.table', {table: source.table, "
+                "reason} or {source, table, reason}")
         return ()
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str | None]] = []
     for item in tree:
+        reason: Any = None
         if isinstance(item, str) and "." in item:
             src, table = item.split(".", 1)
-        elif isinstance(item, dict) and set(item) == {"source", "table"}:
-            src, table = str(item["source"]), str(item["table"])
+        elif isinstance(item, dict) and set(item) - {"reason"} == {"source", "table"}:
+            src, table, reason = str(item["source"]), str(item["table"]), item.get("reason")
+        elif (isinstance(item, dict) and set(item) - {"reason"} == {"table"}
+              and isinstance(item["table"], str) and "." in item["table"]):
+            (src, table), reason = item["table"].split(".", 1), item.get("reason")
         else:
             out.add(line, None, f"cannot read ignore entry {item!r}")
             continue
+        if reason is not None and not isinstance(reason, str):
+            out.add(line, None, f"ignore {src}.{table}: 'reason' must be text")
+            continue
         if src not in sources:
             out.add(line, None, f"ignore: unknown source {src!r}")
-        found.append((src, table))
+        found.append((src, table, reason))
     return tuple(found)

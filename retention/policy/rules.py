@@ -89,6 +89,8 @@ class Policy:
     ignore: tuple[tuple[str, str], ...] = ()  # (source, table) that no rule needs to cover
     # settings left unset because the loading command does not need them (needs.Need)
     unset: tuple[Problem, ...] = field(default=(), compare=False)
+    # why an ``ignore:`` entry needs no rule, when it says (``{table: shop.logs, reason: ...}``)
+    ignore_reasons: dict[tuple[str, str], str] = field(default_factory=dict, hash=False)
 
     @property
     def audit_url(self) -> str:

@@ -1,20 +1,25 @@
 """The dry-run report: per rule, what is due now, what is held, what falls due soon,
-and whether a safety limit would stop a run now.
+whether a safety limit would stop a run now, the rule's last run and the SQL a run
+executes; the totals, and the tables no rule covers or an ``ignore:`` entry names.
 
-Nothing is changed and nothing is written to the audit store.
+Nothing is changed and nothing is written to the audit store (it is only peeked at).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
+from retention.audit.store import AuditStore
 from retention.errors import RetentionError
 from retention.instants import LATEST, in_calendar, parse_instant
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
+from retention.report import history
+from retention.report.statement import phrases
 from retention.run.enforce import limit_reason
 from retention.run.engine import Session, compile_plans, held_on, read_holds, select_rules
 from retention.run.validate import reason
@@ -25,6 +30,9 @@ HORIZONS = (7, 30, 90)  # days ahead for the due_next_Nd counts
 LATEST_AS_OF = LATEST - dt.timedelta(days=max(HORIZONS))  # the last instant to look ahead from
 _AHEAD = f"it counts what falls due in the next {max(HORIZONS)} days"
 DEFAULT_SAMPLES = 0  # keys listed per rule unless --samples asks for more
+# the figures summed over all rules in "totals" (a table two rules share counts twice)
+TOTALLED = ("due", "held", "total", "unreadable_events",
+            *(f"due_next_{days}d" for days in HORIZONS))
 
 
 def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
@@ -32,10 +40,20 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
     """The report as plain data (the ``report --format json`` document)."""
     rules = select_rules(policy, rule_names)
     ahead = _horizons(as_of)
+    words = phrases(policy)
     out: dict[str, Any] = {"policy": policy.name, "version": policy.version,
-                           "timezone": policy.timezone, "as_of": as_of.isoformat(), "rules": []}
+                           "timezone": policy.timezone, "as_of": as_of.isoformat(),
+                           "as_of_local": _local(as_of, policy.timezone),
+                           "policy_sha256": policy.sha256, "rules": []}
+    store = AuditStore.peek(policy.audit_url)  # read-only: a missing store stays missing
+    try:
+        found = read_holds(policy, store)  # once: each horizon only asks another day
+        last = history.last_runs(store, policy, [r.name for r in rules])
+        changed = history.changes_since(store, policy, last)
+    finally:
+        if store is not None:
+            store.close()
     with Session(policy) as session:
-        found = read_holds(policy, None)  # once: each horizon only asks another day
         plans, failed = compile_plans(session, rules, as_of, held_on(policy, found, as_of),
                                       nothing_due_before_year_1=True)
         # The same rules at each horizon: the tables, foreign keys and (SQLite) what the
@@ -47,7 +65,9 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
         for rule in rules:
             entry: dict[str, Any] = {"rule": rule.name, "action": rule.action.name,
                                      "retain": str(rule.retain),
-                                     "legal_basis": rule.legal_basis}
+                                     "legal_basis": rule.legal_basis,
+                                     "source": rule.source, "table": rule.table,
+                                     **words[rule.name]}
             missing = [f[rule.name] for _, f in later if rule.name in f]
             if rule.name in failed or missing:
                 entry["error"] = failed.get(rule.name) or missing[0]
@@ -56,14 +76,20 @@ def build(policy: Policy, as_of: dt.datetime, samples: int = DEFAULT_SAMPLES,
                     entry.update(_counts(session, rule, plans[rule.name],
                                          {days: p[rule.name] for days, (p, _) in
                                           zip(ahead, later, strict=True)}, samples))
+                    entry.update(_local_times(entry, policy.timezone))
+                    entry["computation"] = _computation(session, rule, plans[rule.name])
                 except RetentionError:
                     raise
                 except Exception as exc:  # this rule's failure, said with its name
                     entry["error"] = reason(exc)
                     log.error("rule_failed", policy=policy.name, rule=rule.name,
                               error=entry["error"])
+            entry["last_run"] = _last_run(last.get(rule.name))
+            entry["changed_since_last_run"] = changed.get(rule.name, [])
             out["rules"].append(entry)
         out["uncovered"] = uncovered(policy, session)
+    out["ignored"] = ignored(policy)
+    out["totals"] = totals(out["rules"])
     return out
 
 
@@ -100,6 +126,57 @@ def _counts(session: Session, rule: Rule, plan: Plan, ahead: dict[int, Plan],
         entry[f"due_next_{days}d"] = due_then - count.due
     entry["samples"] = adapter.sample_keys(plan, samples) if samples else []
     return entry
+
+
+def _computation(session: Session, rule: Rule, plan: Plan) -> dict[str, Any]:
+    """How the figures were found: the plan a run executes now and its statements."""
+    return {"cutoff": plan.cutoff.isoformat(), "predicate": str(plan.predicate),
+            "predicate_reason": plan.predicate_reason, "plan": plan.describe(),
+            "statements": session.adapter(rule.source).statements(plan)}
+
+
+def _local(instant: dt.datetime, timezone: str) -> str:
+    """``instant`` in the policy's time zone (as it is, where that zone cannot show it)."""
+    try:
+        return instant.astimezone(ZoneInfo(timezone)).isoformat()
+    except (OverflowError, ValueError):  # the ends of the calendar
+        return instant.isoformat()
+
+
+def _local_times(entry: dict[str, Any], timezone: str) -> dict[str, Any]:
+    oldest = entry["oldest_due_event"]
+    return {"cutoff_local": _local(dt.datetime.fromisoformat(entry["cutoff"]), timezone),
+            "oldest_due_event_local": None if oldest is None
+            else _local(dt.datetime.fromisoformat(oldest), timezone)}
+
+
+def _last_run(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    return {key: found[key] for key in ("run_id", "at", "finished_at", "as_of", "status",
+                                         "deleted", "anonymized", "children",
+                                         "policy_sha256")}
+
+
+def totals(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures summed over the rules that were counted; ``blocked`` and ``children``
+    per table; ``rules`` and ``failed`` (rules with an ``error``)."""
+    counted = [e for e in entries if "error" not in e]
+    out: dict[str, Any] = {"rules": len(entries), "failed": len(entries) - len(counted)}
+    out.update({name: sum(e[name] for e in counted) for name in TOTALLED})
+    for name in ("blocked", "children"):
+        per_table: dict[str, int] = {}
+        for entry in counted:
+            for table, n in entry[name].items():
+                per_table[table] = per_table.get(table, 0) + n
+        out[name] = per_table
+    return out
+
+
+def ignored(policy: Policy) -> list[dict[str, str | None]]:
+    """The ``ignore:`` entries with their reasons (None when the entry gives none)."""
+    return [{"source": src, "table": table, "reason": policy.ignore_reasons.get((src, table))}
+            for src, table in policy.ignore]
 
 
 def uncovered(policy: Policy, session: Session) -> list[dict[str, str]]:

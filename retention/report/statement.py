@@ -63,6 +63,19 @@ def render_schedule(policy: Policy, fmt: str, lang: str = "en",
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
+def phrases(policy: Policy, lang: str = "en") -> dict[str, dict[str, str]]:
+    """Per rule the schedule's own words for its cells, as plain text: ``records``
+    (its ``where``: "orders with status completed"), ``kept`` ("until 6 months after
+    completion, then 7 more years") and ``then`` ("deleted with its order lines").
+
+    The report shows the rule in these words; they come from the shipped ``words.j2``.
+    """
+    module = _environment([TEMPLATES / lang, TEMPLATES], "md").get_template("words.j2").module
+    return {rule["name"]: {cell: _squash(getattr(module, cell)(_names(rule)))
+                           for cell in ("records", "kept", "then")}
+            for rule in context(policy)["rules"]}
+
+
 def context(policy: Policy) -> dict[str, Any]:
     """What the templates see: ``policy`` (name, version, timezone) and ``rules``.
 

@@ -750,3 +750,27 @@ def test_a_missing_file_is_an_error_without_a_line(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policy(path, {})
     assert str(caught.value) == f"{path}: cannot read the file: No such file or directory"
+
+
+# ---------------------------------------------------------------------------- ignore
+
+
+def test_an_ignore_entry_may_say_why_the_table_needs_no_rule() -> None:
+    """`ignore:` takes `source.table`, `{table: source.table, reason}` and `{source, table,
+    reason}` (SPEC §3); the reasons are kept for the report, a bare entry has none."""
+    policy = load_policy_text(MINI + textwrap.dedent("""\
+        ignore:
+          - shop.logs
+          - {table: shop.sessions, reason: "framework sessions, gone after 2 hours"}
+          - {source: shop, table: cache, reason: no personal data}
+        """), "p.yaml", {})
+    assert policy.ignore == (("shop", "logs"), ("shop", "sessions"), ("shop", "cache"))
+    assert policy.ignore_reasons == {
+        ("shop", "sessions"): "framework sessions, gone after 2 hours",
+        ("shop", "cache"): "no personal data"}
+
+
+def test_an_ignore_reason_that_is_not_text_is_an_error_on_its_line() -> None:
+    """A reason must be words, not a list or a number."""
+    assert problems(MINI + "ignore:\n  - {table: shop.logs, reason: [a]}\n") == [
+        "p.yaml:8: ignore shop.logs: 'reason' must be text"]

@@ -254,7 +254,7 @@ def test_schedules_read_as_words_or_as_the_cron_expression(
 
 
 def test_the_wheel_ships_the_templates(tmp_path: Path) -> None:
-    """`pip wheel .` holds every template beside statement.py, and Jinja2 as a dependency."""
+    """`pip wheel .` holds every template (schedule and report), and Jinja2 as a dependency."""
     source = tmp_path / "src"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
         ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
@@ -266,7 +266,7 @@ def test_the_wheel_ships_the_templates(tmp_path: Path) -> None:
     archive = zipfile.ZipFile(wheel)
     shipped = sorted(str(p.relative_to(REPO)) for p in
                      (REPO / "retention/report/templates").rglob("*.j2"))
-    assert len(shipped) == 6
+    assert len(shipped) == 8  # the schedule's six and the report's two
     assert set(shipped) <= set(archive.namelist())
     metadata = next(n for n in archive.namelist() if n.endswith("/METADATA"))
     assert "Requires-Dist: Jinja2>=3.1" in archive.read(metadata).decode()
