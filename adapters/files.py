@@ -21,11 +21,17 @@ import datetime as dt
 import os
 import stat
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from retention.adapters import files_tree as tree
-from retention.adapters.files_journal import Journal, Staged, sha256_of
+from retention.adapters.files_journal import (
+    COMMITTED,
+    ROLLED_BACK,
+    Journal,
+    Staged,
+    sha256_of,
+)
 from retention.adapters.protocol import (
     AffectedRow,
     Batch,
@@ -36,6 +42,7 @@ from retention.adapters.protocol import (
     Replayed,
 )
 
+from retention.errors import UsageError
 from retention.period import Kind
 from retention.plan import ColumnInfo, ColumnKind, EventType, Plan, TableInfo
 from retention.policy.rules import Rule, Source
@@ -102,7 +109,7 @@ class FilesAdapter:
         self.tree = tree.Tree(self.root, include, exclude, skip)
         self.journal = Journal(self.root, self.archive)
         self._settled: set[str] = set()
-        self._batch = ""  # the batch being staged
+        self._adopted: set[str] = set()  # rules whose orphaned files this instance took
 
     def _problem(self, key: str, message: str) -> None:
         self.problems.append((self.source.lines.get(key, self.source.line), message))
@@ -269,7 +276,13 @@ class FilesAdapter:
         ]
 
     def exists(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Those of ``keys`` whose path holds a regular file now. Raises ``OSError``."""
+        """Those of ``keys`` whose path holds a regular file now. Raises ``OSError``, and
+        :class:`UsageError` for a path that is not relative or would leave the root."""
+        for key in keys:
+            rel = str(key.get("path"))
+            if rel.startswith("/") or any(p in ("", ".", "..") for p in rel.split("/")):
+                raise UsageError(f"path {rel!r} is no path inside the source's path (relative, "
+                                 "no '.', '..' or empty parts)")
         root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             return [k for k in keys
@@ -290,67 +303,101 @@ class FilesAdapter:
         audit entry names (the lease holder runs this; reconcile already settled the rest)."""
         if rule in self._settled:
             return
-        for batch_id, owner in self.journal.batches():
-            if owner in (None, rule):
-                self.journal.settle(batch_id)
+        for batch_id, owner in list(self.journal.batches()):
+            if owner in (None, rule) and not self.journal.settle(batch_id):
+                self._forget_rolled_back(batch_id)
         self._settled.add(rule)
+
+    def _forget_rolled_back(self, batch_id: str) -> None:
+        """Drop the decision of a rolled-back batch whose directory is gone: nothing can
+        commit it any more, and its absence proves the same (only ``committed`` must stay
+        until the audit log has confirmed it)."""
+        if batch_id not in {b for b, _ in self.journal.batches()} and \
+                self.journal.decision(batch_id) == ROLLED_BACK:
+            self.journal.forget([batch_id])
 
     def run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
                   batch_id: str | None = None) -> Batch:
         """Delete (or archive) the next batch of due files after path ``after``.
 
-        Raises ``OSError`` when the tree cannot be read or changed, ``FileExistsError``
-        when ``batch_id`` was used before; if ``hook`` raises, every staged file goes
-        back to its path and the exception propagates.
+        The rule's first batch first takes the files a rolled-back batch could not put
+        back (their paths hold new files): still due, they are deleted and recorded under
+        their old path and content. Raises ``OSError`` when the tree cannot be read or
+        changed, ``FileExistsError`` when ``batch_id`` was used before; if ``hook``
+        raises, every staged file goes back to its path and the exception propagates.
         """
         self._settle_leftovers(plan.rule)
-        chosen: list[tuple[tree.Found, Any]] = []
-        for found, value, is_held in self._selected(plan, None if after is None else after[0]):
+        batch_id = batch_id or f"local-{uuid.uuid4().hex}"
+        if after is None and plan.rule not in self._adopted:
+            self._adopted.add(plan.rule)
+            orphans = self._orphans(plan)
+            if orphans:
+                staged = self._stage(plan, batch_id, [f for _, _, f in orphans],
+                                     lambda i, f: self.journal.adopt(
+                                         orphans[i][0], orphans[i][1], batch_id, i, f))
+                for old in {b for b, _, _ in orphans}:
+                    self.journal.settle(old)  # empty now: its directory goes
+                    self._forget_rolled_back(old)
+                rows = tuple(self._row(plan, s, v) for s, v in staged)
+                done = self._commit(plan, batch_id, rows, hook)
+                return Batch(rows if done else (), plan.batch_size, None)  # then the tree
+        chosen: list[tree.Found] = []
+        for found, _, is_held in self._selected(plan, None if after is None else after[0]):
             if not is_held:
-                chosen.append((found, value))
+                chosen.append(found)
             if len(chosen) >= plan.batch_size:
                 break
         if not chosen:
             hook(Batch((), 0, None), None)
             return Batch((), 0, None)
-        last = (chosen[-1][0].rel,)
-        staged = self._stage(plan, batch_id or f"local-{uuid.uuid4().hex}",
-                             [f for f, _ in chosen])
+        last = (chosen[-1].rel,)
+        staged = self._stage(plan, batch_id, chosen,
+                             lambda i, f: self.journal.stage(batch_id, i, f))
         rows = tuple(self._row(plan, s, v) for s, v in staged)
-        return Batch(rows, len(chosen), last) if self._commit(
-            plan, staged[0][0] if staged else None, rows, hook) else Batch((), len(chosen), last)
+        done = self._commit(plan, batch_id, rows, hook)
+        return Batch(rows if done else (), len(chosen), last)
 
-    def _stage(self, plan: Plan, batch_id: str, files: list[tree.Found]
-               ) -> list[tuple[Staged, Any]]:
+    def _orphans(self, plan: Plan) -> list[tuple[str, int, tree.Found]]:
+        """Files of the rule's rolled-back batches that could not go back, still due now."""
+        held = {k[0] for k in plan.held_keys}
+        return [(b, i, f) for b, i, f in self.journal.orphans(plan.rule)
+                if f.rel not in held and self.tree.selects(f.rel)
+                and self._due(plan, self._event(plan, f))][:plan.batch_size]
+
+    def _stage(self, plan: Plan, batch_id: str, files: list[tree.Found],
+               move: Callable[[int, tree.Found], Staged | None]) -> list[tuple[Staged, Any]]:
+        """Move ``files`` into the batch (``move``); on any error put every one back."""
         self.journal.begin(batch_id, plan.rule, files)
-        self._batch = batch_id
         out: list[tuple[Staged, Any]] = []
         try:
             for i, found in enumerate(files):
-                done = self.journal.stage(batch_id, i, found)
+                done = move(i, found)
                 if done is not None:
                     out.append((done, self._event(plan, found)))
         except BaseException:
-            self.journal.decide(batch_id, "rolled_back")
-            self.journal.settle(batch_id)
+            self._roll_back(batch_id)
             raise
         return out
 
-    def _commit(self, plan: Plan, first: Staged | None, rows: tuple[AffectedRow, ...],
+    def _roll_back(self, batch_id: str) -> None:
+        """Undo a batch this process staged: nothing of it can commit later, so once its
+        files are back its decision is not needed either."""
+        self.journal.decide(batch_id, ROLLED_BACK)
+        self.journal.settle(batch_id)
+        self._forget_rolled_back(batch_id)
+
+    def _commit(self, plan: Plan, batch_id: str, rows: tuple[AffectedRow, ...],
                 hook: BatchHook) -> bool:
-        batch_id = self._batch
+        """Record ``rows`` (the hook), decide, finish; False when nothing was staged."""
         try:
             hook(Batch(rows, len(rows), None), None)
         except BaseException:
-            self.journal.decide(batch_id, "rolled_back")
-            self.journal.settle(batch_id)
+            self._roll_back(batch_id)
             raise
-        if first is None:  # every selected file changed: nothing to decide
-            self.journal.decide(batch_id, "rolled_back")
-            self.journal.settle(batch_id)
-            self.journal.forget([batch_id])
+        if not rows:  # every selected file changed or went: nothing to decide
+            self._roll_back(batch_id)
             return False
-        self.journal.decide(batch_id, "committed")
+        self.journal.decide(batch_id, COMMITTED)
         return self.journal.settle(batch_id)
 
     def _row(self, plan: Plan, staged: Staged, value: Any) -> AffectedRow:
@@ -401,11 +448,12 @@ class FilesAdapter:
             rows = tuple(AffectedRow(TABLE, dict(r.key), "delete", r.event_at,
                                      plan.due_instant(r.event_at)) for _, _, r in chosen)
             return Replayed(rows, tuple(kept))
-        staged = self._stage(plan, batch_id or f"local-{uuid.uuid4().hex}",
-                             [f for f, _, _ in chosen])
+        bid = batch_id or f"local-{uuid.uuid4().hex}"
+        staged = self._stage(plan, bid, [f for f, _, _ in chosen],
+                             lambda i, f: self.journal.stage(bid, i, f))
         rows = tuple(self._row(plan, s, v) for s, v in staged)
-        self._commit(plan, staged[0][0] if staged else None, rows, hook)
-        return Replayed(rows, tuple(kept))
+        done = self._commit(plan, bid, rows, hook)
+        return Replayed(rows if done else (), tuple(kept))
 
     def close(self) -> None:
         """Nothing is held open between calls."""

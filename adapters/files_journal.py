@@ -161,6 +161,42 @@ class Journal:
         finally:
             os.close(state)
 
+    def orphans(self, rule: str) -> list[tuple[str, int, Found]]:
+        """Files of ``rule``'s rolled-back batches still staged (their paths were taken):
+        (batch id, index, the file as it is now, under its old path)."""
+        out: list[tuple[str, int, Found]] = []
+        for batch_id, owner in list(self.batches()):
+            if owner != rule or self.decision(batch_id) != ROLLED_BACK:
+                continue
+            batch = self._batch_fd(batch_id)
+            try:
+                manifest = self._manifest_of(batch)
+                for entry in manifest["files"] if manifest else []:
+                    st = _lstat(batch, str(entry["i"]))
+                    if st is not None and stat.S_ISREG(st.st_mode):
+                        out.append((batch_id, int(entry["i"]), Found(
+                            str(entry["path"]), st.st_size, st.st_mtime_ns, st.st_ino)))
+            finally:
+                os.close(batch)
+        return out
+
+    def adopt(self, old: str, index: int, batch_id: str, new_index: int, found: Found
+              ) -> Staged | None:
+        """Move a file of rolled-back batch ``old`` into batch ``batch_id``; None if it
+        changed meanwhile (it then stays staged in ``batch_id``)."""
+        source = self._batch_fd(old)
+        target = self._batch_fd(batch_id)
+        try:
+            if not _same(_lstat(source, str(index)), found):
+                return None
+            os.rename(str(index), str(new_index), src_dir_fd=source, dst_dir_fd=target)
+            digest = _hash_if_same(target, str(new_index), found)
+        finally:
+            os.close(source)
+            os.close(target)
+        return None if digest is None else Staged(new_index, found.rel, found.size,
+                                                  found.mtime_ns, digest)
+
     def decide(self, batch_id: str, decision: str) -> str:
         """Write the batch's decision unless one is there; return the one that holds."""
         state = self._state_fd(create=True)
@@ -271,6 +307,14 @@ class Journal:
             os.close(archive)
 
     # -- reading -----------------------------------------------------------------------
+
+    @staticmethod
+    def _manifest_of(batch: int) -> dict[str, Any] | None:
+        try:
+            found = json.loads(_read(batch, _MANIFEST))
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
 
     @staticmethod
     def _manifest(state: int, batch_id: str) -> dict[str, Any] | None:
