@@ -432,7 +432,9 @@ class FilesAdapter:
                 if st is None or not stat.S_ISREG(st.st_mode):
                     continue
                 found = tree.Found(rel, st.st_size, st.st_mtime_ns, st.st_ino)
-                value = self._event(plan, found)
+                # the same content is the recorded file, whatever time a restore gave it
+                value = ((rec.event_at - _EPOCH) // _US * 1000 if plan.event_column == MODIFIED
+                         else self._event(plan, found))
                 if st.st_size != rec.key.get("size") or \
                         sha256_of(root, rel) != rec.key.get("sha256"):
                     kept.append((rec, Kept.REUSED_KEY))
@@ -451,7 +453,8 @@ class FilesAdapter:
         bid = batch_id or f"local-{uuid.uuid4().hex}"
         staged = self._stage(plan, bid, [f for f, _, _ in chosen],
                              lambda i, f: self.journal.stage(bid, i, f))
-        rows = tuple(self._row(plan, s, v) for s, v in staged)
+        events = {f.rel: v for f, v, _ in chosen}
+        rows = tuple(self._row(plan, s, events[s.rel]) for s, _ in staged)
         done = self._commit(plan, bid, rows, hook)
         return Replayed(rows if done else (), tuple(kept))
 

@@ -129,8 +129,8 @@ class Adapter(Protocol):
         use for), as (policy line, message); validation reports them for the rule.
     ``uncovered(covered: set[str]) -> list[str]``
         What the store holds that no rule covers, for the report (``covered``: the
-        source's tables that rules and ``ignore`` name); without it, ``tables()`` less
-        ``covered``.
+        source's tables that rules and ``ignore`` name); without it the report lists
+        the uncovered tables of SQL sources only.
     """
 
     name: str

@@ -26,7 +26,7 @@ from retention.audit.store import AuditStore
 from retention.errors import UsageError
 from retention.policy.load import load_policy
 from retention.report.build import build as build_report
-from retention.run import engine
+from retention.run import engine, replay
 from tests.support import write_policy
 
 RETENTION = Path(sys.executable).with_name("retention")
@@ -324,6 +324,29 @@ def test_report_lists_the_files_no_rule_selects_and_plan_says_what_a_run_does(
     assert "files matching **/*.log and not keep/**" in planned.stdout
     assert "modified <= 2026-03-16T23:59:59.999999+00:00" in planned.stdout
     assert not (tmp_path / "audit.db").exists() and not (root / ".retention").exists()
+
+
+def test_replay_deletes_a_restored_file_again_only_when_its_content_is_the_recorded_one(
+        tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    put(root, "a.log", "alpha")
+    put(root, "b.log", "bravo")
+    policy = load_policy(policy_file(tmp_path))
+    engine.run(policy, AS_OF)
+    put(root, "a.log", "alpha", at=AS_OF)  # restored without its time: same content
+    put(root, "b.log", "a new b", at=OLD)  # the path written again: another record
+    store = AuditStore(policy.audit_url)
+    try:
+        dry = replay.replay(policy, store, "2000-01-01", False, AS_OF)
+        assert dry["rules"][0]["restored"] == {"files": 1}
+        assert set(state(root)) == {"a.log", "b.log"}
+        done = replay.replay(policy, store, "2000-01-01", True, AS_OF)
+    finally:
+        store.close()
+    assert done["rules"][0]["deleted"] == {"files": 1}
+    assert done["rules"][0]["left_alone"] == {"files": {"reused_key": 1}}
+    assert {k: v[0] for k, v in state(root).items()} == {"b.log": b"a new b"}
+    assert [r["key"]["path"] for r in records(tmp_path)] == ["a.log", "b.log", "a.log"]
 
 
 # -- bad input -----------------------------------------------------------------------------
