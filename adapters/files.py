@@ -304,7 +304,7 @@ class FilesAdapter:
         if rule in self._settled:
             return
         for batch_id, owner in list(self.journal.batches()):
-            if owner in (None, rule) and not self.journal.settle(batch_id):
+            if owner == rule and not self.journal.settle(batch_id):
                 self._forget_rolled_back(batch_id)
         self._settled.add(rule)
 

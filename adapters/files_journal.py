@@ -36,7 +36,9 @@ log = structlog.get_logger("retention.adapters.files")
 COMMITTED = "committed"
 ROLLED_BACK = "rolled_back"
 _MANIFEST = "manifest.json"
+_TEMP = ".tmp"  # suffix of a batch directory or decision still being written
 _CHUNK = 1 << 20  # bytes read at a time when hashing or copying
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV)  # link() refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,8 @@ class Journal:
             return
         try:
             with os.scandir(state) as entries:
-                names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+                names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False)
+                               and not e.name.endswith(_TEMP))
             for name in names:
                 manifest = self._manifest(state, name)
                 yield name, None if manifest is None else str(manifest.get("rule"))
@@ -110,9 +113,12 @@ class Journal:
         try:
             if _exists(state, f"{batch_id}.decision"):
                 raise FileExistsError(errno.EEXIST, f"batch {batch_id} was settled already")
-            os.mkdir(batch_id, 0o700, dir_fd=state)
-            batch = os.open(batch_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
-                            dir_fd=state)
+            if _exists(state, batch_id):
+                raise FileExistsError(errno.EEXIST, f"batch {batch_id} exists already")
+            # made under a temporary name: a batch directory always has its manifest
+            temp = f"{batch_id}{_TEMP}"
+            os.mkdir(temp, 0o700, dir_fd=state)
+            batch = os.open(temp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=state)
             try:
                 body = {"rule": rule, "files": [
                     {"i": i, "path": f.rel, "size": f.size, "mtime_ns": f.mtime_ns,
@@ -120,6 +126,7 @@ class Journal:
                 _write(batch, _MANIFEST, json.dumps(body).encode())
             finally:
                 os.close(batch)
+            os.rename(temp, batch_id, src_dir_fd=state, dst_dir_fd=state)
             os.fsync(state)
         finally:
             os.close(state)
@@ -203,16 +210,22 @@ class Journal:
         assert state is not None
         try:
             final = f"{batch_id}.decision"
-            temp = f"{batch_id}.{uuid.uuid4().hex}.tmp"
+            temp = f"{batch_id}.{uuid.uuid4().hex}{_TEMP}"
             _write(state, temp, decision.encode())
             try:
                 os.link(temp, final, src_dir_fd=state, dst_dir_fd=state)
             except FileExistsError:
                 pass
+            except OSError as exc:  # no hard links here (FAT, some FUSE): exclusive create
+                if exc.errno not in _NO_LINKS:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    _write(state, final, decision.encode())
             finally:
                 os.unlink(temp, dir_fd=state)
             os.fsync(state)
-            return _read(state, final)
+            # empty: a crash between creating and writing it, before any delete happened
+            return _read(state, final) or ROLLED_BACK
         finally:
             os.close(state)
 
@@ -380,6 +393,13 @@ def _link_back(fd: int, name: str, root: int, rel: str) -> bool:
         os.link(name, base, src_dir_fd=fd, dst_dir_fd=parent, follow_symlinks=False)
     except FileExistsError:
         return False
+    except OSError as exc:  # no hard links here: rename if the path is still free
+        if exc.errno not in _NO_LINKS:
+            raise
+        if _exists(parent, base):
+            return False
+        os.rename(name, base, src_dir_fd=fd, dst_dir_fd=parent)
+        return True
     finally:
         os.close(parent)
     os.unlink(name, dir_fd=fd)
@@ -392,7 +412,7 @@ def _place(src: int, name: str, dst: int, target: str) -> None:
         os.link(name, target, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
         return
     except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+        if exc.errno not in _NO_LINKS:
             raise
     temp = f".{target}.{uuid.uuid4().hex}.tmp"
     reader = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=src)
@@ -433,8 +453,12 @@ def _read(fd: int, name: str) -> str:
 
 
 def _remove_dir(state: int, batch_id: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove an emptied batch directory (one holding anything else stays)."""
+    try:
         os.rmdir(batch_id, dir_fd=state)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+            raise
 
 
 def sha256_of(root: int, rel: str) -> str | None:

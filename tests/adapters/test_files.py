@@ -4,6 +4,7 @@ path, the archive, coverage, bad input, and kill -9 at each step of a batch."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -252,8 +253,15 @@ def test_a_file_changed_after_selection_is_left_for_the_next_run(
     assert [r["key"]["path"] for r in records(tmp_path)] == ["a.log", "b.log"]
 
 
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
 def test_a_failing_audit_hook_puts_every_staged_file_back(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool) -> None:
+    """Also where the file system has no hard links (FAT, some FUSE mounts)."""
+    if not links:
+        def no_link(*args: Any, **kwargs: Any) -> None:
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
     root = tmp_path / "logs"
     for i in range(3):
         put(root, f"f{i}.log", f"content {i}")
@@ -270,6 +278,9 @@ def test_a_failing_audit_hook_puts_every_staged_file_back(
     assert outcome.rules[0].status.value == "failed"
     assert state(root) == before
     assert records(tmp_path) == []
+    monkeypatch.setattr(AuditStore, "append", append)
+    assert engine.run(load_policy(policy_file(tmp_path)), AS_OF).rules[0].deleted == 3
+    assert state(root) == {}
 
 
 def test_holds_work_by_relative_path_and_a_path_leaving_the_root_is_refused(
