@@ -50,6 +50,7 @@ from retention.policy.rules import Rule, Source
 TABLE = "files"  # the one table of a files source
 MODIFIED = "modified"  # the column of the modification time
 DEFAULT_INCLUDE = ("**",)  # every file under the root
+_NOT_FOR_FILES = ("url", "schema", "replicas")  # source keys of SQL sources
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 
@@ -95,7 +96,9 @@ class FilesAdapter:
             except tree.PatternError as exc:
                 self._problem("pattern", f"{where}: {exc}")
         self.archive: str | None = None
-        skip: tuple[str, ...] = ()
+        for key in _NOT_FOR_FILES:
+            if key in options:
+                self._problem(key, f"{where}: a files source has no {key!r}")
         if "archive_to" in options:
             archive = options["archive_to"]
             if not isinstance(archive, str) or not os.path.isdir(archive):
@@ -103,10 +106,10 @@ class FilesAdapter:
             else:
                 self.archive = os.path.realpath(archive)
                 inside = os.path.relpath(self.archive, self.root or "/")
-                if self.root and (inside == "." or not inside.startswith("..")):
+                if self.root and inside != ".." and not inside.startswith("../"):
                     self._problem("archive_to", f"{where}: archive_to {archive!r} lies inside "
                                   "the source's path; archived files would be selected again")
-        self.tree = tree.Tree(self.root, include, exclude, skip)
+        self.tree = tree.Tree(self.root, include, exclude)
         self.journal = Journal(self.root, self.archive)
         self._settled: set[str] = set()
         self._adopted: set[str] = set()  # rules whose orphaned files this instance took

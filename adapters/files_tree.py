@@ -194,11 +194,11 @@ class Tree:
     """The regular files under ``root`` that the include and exclude globs select."""
 
     def __init__(self, root: str, include: tuple[re.Pattern[str], ...],
-                 exclude: tuple[re.Pattern[str], ...], skip: tuple[str, ...] = ()) -> None:
+                 exclude: tuple[re.Pattern[str], ...]) -> None:
         self.root = root
         self.include = include
         self.exclude = exclude
-        self.skip = {STATE_DIR, *skip}  # top-level names never walked (state, archive)
+        self.skip = {STATE_DIR}  # top-level names never walked (batches in flight)
 
     def selects(self, rel: str) -> bool:
         return any(g.match(rel) for g in self.include) and \

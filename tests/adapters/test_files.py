@@ -24,7 +24,7 @@ from retention.adapters.files import FilesAdapter
 from retention.adapters.files_journal import Journal
 
 from retention.audit.store import AuditStore
-from retention.errors import UsageError
+from retention.errors import PolicyError, UsageError
 from retention.policy.load import load_policy
 from retention.report.build import build as build_report
 from retention.run import engine, replay
@@ -390,6 +390,26 @@ def test_bad_files_input_is_one_line_with_file_line_and_rule_and_changes_nothing
                          + lines[0].split(": rule 'mail-log': ", 1)[1]], done.stderr
         assert message.replace("{root}", str(root)) in lines[0]
     assert state(tmp_path) == before
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("\n    archive_to: {root}/old", "archive_to '{root}/old' lies inside the source's path; archived files would be "
+     "selected again"),
+    ("\n    archive_to: {tmp}/nowhere", "archive_to '{tmp}/nowhere' is no directory"),
+    ("\n    url: sqlite:///x.db", "a files source has no 'url'"),
+])
+def test_a_source_option_that_cannot_work_is_bad_input(tmp_path: Path, extra: str,
+                                                      message: str) -> None:
+    root = tmp_path / "logs"
+    put(root, "old/a.log")
+    path = policy_file(tmp_path, extra=extra.format(root=root, tmp=tmp_path))
+    policy = load_policy(path)
+    with engine.Session(policy) as session, pytest.raises(PolicyError) as caught:
+        engine.compile_plans(session, policy.rules, AS_OF)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:10: rule 'mail-log': source 'maillog': "
+        + message.format(root=root, tmp=tmp_path)]
+    assert set(state(root)) == {"old/a.log"}
 
 
 def test_a_glob_that_does_not_parse_names_its_line(tmp_path: Path) -> None:
