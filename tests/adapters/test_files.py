@@ -393,8 +393,8 @@ def test_bad_files_input_is_one_line_with_file_line_and_rule_and_changes_nothing
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    ("\n    archive_to: {root}/old", "archive_to '{root}/old' lies inside the source's path; archived files would be "
-     "selected again"),
+    ("\n    archive_to: {root}/old", "archive_to '{root}/old' lies inside the source's path; "
+     "archived files would be selected again"),
     ("\n    archive_to: {tmp}/nowhere", "archive_to '{tmp}/nowhere' is no directory"),
     ("\n    url: sqlite:///x.db", "a files source has no 'url'"),
 ])
