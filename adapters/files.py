@@ -281,6 +281,8 @@ class FilesAdapter:
     def exists(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Those of ``keys`` whose path holds a regular file now. Raises ``OSError``, and
         :class:`UsageError` for a path that is not relative or would leave the root."""
+        if self.problems:  # the source cannot be used as written (hold add says why)
+            raise UsageError(self.problems[0][1])
         for key in keys:
             rel = str(key.get("path"))
             if rel.startswith("/") or any(p in ("", ".", "..") for p in rel.split("/")):

@@ -300,6 +300,10 @@ def test_holds_work_by_relative_path_and_a_path_leaving_the_root_is_refused(
     for bad in ("/etc/passwd", "sub/../free.log", "./free.log", "sub//held.log"):
         with pytest.raises(UsageError):
             adapter.exists("files", [{"path": bad}])
+    moved = policy_file(tmp_path / "elsewhere") if (tmp_path / "elsewhere").mkdir() is None \
+        else path
+    with pytest.raises(UsageError, match="does not exist"):  # hold add: one line, exit 2
+        FilesAdapter(load_policy(moved).sources["maillog"]).exists("files", [{"path": "a"}])
     outcome = engine.run(load_policy(path), AS_OF)
     assert (outcome.rules[0].held, outcome.rules[0].deleted) == (1, 1)
     assert set(state(root)) == {"sub/held.log"}
