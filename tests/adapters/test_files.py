@@ -300,8 +300,8 @@ def test_holds_work_by_relative_path_and_a_path_leaving_the_root_is_refused(
     for bad in ("/etc/passwd", "sub/../free.log", "./free.log", "sub//held.log"):
         with pytest.raises(UsageError):
             adapter.exists("files", [{"path": bad}])
-    moved = policy_file(tmp_path / "elsewhere") if (tmp_path / "elsewhere").mkdir() is None \
-        else path
+    (tmp_path / "elsewhere").mkdir()
+    moved = policy_file(tmp_path / "elsewhere")  # its path, elsewhere/logs, does not exist
     with pytest.raises(UsageError, match="does not exist"):  # hold add: one line, exit 2
         FilesAdapter(load_policy(moved).sources["maillog"]).exists("files", [{"path": "a"}])
     outcome = engine.run(load_policy(path), AS_OF)
