@@ -124,6 +124,13 @@ class Adapter(Protocol):
     ``stored_forms(table, column, date, naive_zone, date_zone)`` returns
         A ``retention.stored.StoredForms`` where any column may hold any type (SQLite):
         Validation and the planner then decide from the values, not the declared type.
+    ``rule_problems(rule) -> list[tuple[int, str]]``
+        Bad input only the adapter can see (its source's options, keys its store has no
+        use for), as (policy line, message); validation reports them for the rule.
+    ``uncovered(covered: set[str]) -> list[str]``
+        What the store holds that no rule covers, for the report (``covered``: the
+        source's tables that rules and ``ignore`` name); without it the report lists
+        the uncovered tables of SQL sources only.
     """
 
     name: str

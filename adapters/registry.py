@@ -24,6 +24,10 @@ def adapter_class(name: str) -> Any:
         from retention.adapters.sql import SqlAdapter
 
         return SqlAdapter
+    if name == "files":
+        from retention.adapters.files import FilesAdapter
+
+        return FilesAdapter
     for ep in entry_points(group=GROUP):
         if ep.name == name:
             cls = ep.load()
@@ -31,7 +35,7 @@ def adapter_class(name: str) -> Any:
             if missing:
                 raise AdapterError(name, f"lacks {', '.join(missing)} of the adapter protocol")
             return cls
-    raise AdapterError(name, "is not installed (built in: sql)")
+    raise AdapterError(name, "is not installed (built in: sql, files)")
 
 
 def open_adapter(source: Source) -> Adapter:

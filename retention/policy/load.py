@@ -54,6 +54,7 @@ from retention.stored import EVENT_FORMATS
 DEFAULT_AUDIT_URL = "sqlite:///retention-audit.db"  # the embedded audit store
 DEFAULT_TIMEZONE = "UTC"  # calendar of a policy that names none
 MAX_REPLICAS = 64  # replicas watched per source: each is asked before every batch
+FILES_TABLE = "files"  # the one table of a files source (adapters/files.py)
 
 _TOP_KEYS = {"policy", "version", "timezone", "sources", "audit", "defaults", "rules", "ignore",
              "description"}
@@ -62,7 +63,7 @@ _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "actio
               "lock_timeout", "statement_timeout", "event_format", "pause_between_batches",
               "max_runtime", "max_replica_lag"}
 _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description",
-                "replicas", "max_replica_lag"}
+                "replicas", "max_replica_lag", "include", "exclude", "archive_to"}
 _REPLICA_BACKENDS = ("mysql", "mariadb")  # whose replicas report lag on their own connections
 
 
@@ -353,6 +354,8 @@ def _rule(
     adapter = sources[source].adapter if isinstance(source, str) and source in sources else None
     if adapter == "sql" and not isinstance(table, str):
         out.add(line, name, "'table' is required for an sql source")
+    if adapter == "files" and table is None:
+        table = FILES_TABLE
 
     retain = None
     phrase = merged.get("retain")

@@ -187,7 +187,13 @@ def uncovered(policy: Policy, session: Session) -> list[dict[str, str]]:
     found = []
     for name, source in policy.sources.items():
         try:
-            tables = session.adapter(name).tables()
+            adapter = session.adapter(name)
+            own = getattr(adapter, "uncovered", None)  # files: the paths no rule selects
+            if own is not None:
+                found += [{"source": name, "table": t} for t in
+                          own({t for s, t in covered if s == name})]
+                continue
+            tables = adapter.tables()
         except Exception:
             continue
         found += [{"source": name, "table": t} for t in tables

@@ -81,6 +81,13 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
     if rule.max_replica_lag is not None and not callable(getattr(adapter, "replica_lag", None)):
         problem("max_replica_lag", f"max_replica_lag: adapter {adapter.name!r} of source "
                 f"{rule.source!r} cannot tell how far its replicas are behind")
+    own = getattr(adapter, "rule_problems", None)  # what only the adapter knows (files)
+    if own is not None:
+        found = own(rule)
+        out.extend(Problem(policy.path, line or rule.line, rule.name, message)
+                   for line, message in found)
+        if found:
+            return out
     assert rule.table is not None
     info = _reflect(adapter, schema, rule.source, rule.table)
     if info is None:

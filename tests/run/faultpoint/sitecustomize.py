@@ -10,6 +10,8 @@ test-only code path for this; the stop wraps :meth:`AuditStore.append`:
   is appended, i.e. after the target committed (a separate audit store);
 * ``before_target_commit``: just after the first batch's intents were appended,
   i.e. while the target's transaction is still open.
+* ``files_decided``: a files source's batch has just been decided ``committed`` and
+  none of its files is deleted yet (wraps ``Journal.decide``).
 """
 
 from __future__ import annotations
@@ -38,5 +40,21 @@ def _install(point: str) -> None:
     AuditStore.append = stopping  # type: ignore[method-assign]
 
 
-if _STOP_AT:
+def _install_files() -> None:
+    from retention.adapters.files_journal import COMMITTED, Journal
+
+    decide = Journal.decide
+
+    def stopping(self: Journal, batch_id: str, decision: str) -> str:
+        found = decide(self, batch_id, decision)
+        if decision == COMMITTED:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return found
+
+    Journal.decide = stopping  # type: ignore[method-assign]
+
+
+if _STOP_AT == "files_decided":
+    _install_files()
+elif _STOP_AT:
     _install(_STOP_AT)
