@@ -10,6 +10,10 @@ test-only code path for this; the stop wraps :meth:`AuditStore.append`:
   is appended, i.e. after the target committed (a separate audit store);
 * ``before_target_commit``: just after the first batch's intents were appended,
   i.e. while the target's transaction is still open.
+
+With ``FAULT_NO_RETURNING`` set, the SQL adapter takes the path of a server without
+``DELETE ... RETURNING`` (``SqlAdapter.use_returning``), and any statement that still
+says RETURNING fails the run.
 """
 
 from __future__ import annotations
@@ -40,3 +44,20 @@ def _install(point: str) -> None:
 
 if _STOP_AT:
     _install(_STOP_AT)
+
+
+def _without_returning() -> None:
+    import sqlalchemy as sa
+    from retention.adapters.sql import SqlAdapter
+
+    SqlAdapter.use_returning = False
+
+    @sa.event.listens_for(sa.Engine, "before_cursor_execute")
+    def refuse(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        said = statement.upper()
+        if said.lstrip().startswith("DELETE") and "RETURNING" in said:
+            raise AssertionError(f"DELETE ... RETURNING used without it: {statement}")
+
+
+if os.environ.get("FAULT_NO_RETURNING"):
+    _without_returning()
