@@ -162,7 +162,8 @@ def fill_elearning_shop(engine: Engine, now: dt.datetime, scale: int = 40, seed:
     def past(max_days: int) -> dt.datetime:
         return now - dt.timedelta(days=rng.uniform(0, max_days))
 
-    courses = [{"code": f"C{i}", "title": f"Course {i}"} for i in range(1, 6)]
+    courses: list[dict[str, object]] = [{"code": f"C{i}", "title": f"Course {i}"}
+                                         for i in range(1, 6)]
     customers: list[dict[str, object]] = []
     orders: list[dict[str, object]] = []
     lines: list[dict[str, object]] = []
@@ -199,7 +200,8 @@ def fill_elearning_crm(engine: Engine, now: dt.datetime, scale: int = 40, seed: 
     def past(max_days: int) -> dt.datetime:
         return now - dt.timedelta(days=rng.uniform(0, max_days))
 
-    segments = [{"id": 1, "name": "teachers"}, {"id": 2, "name": "students"}]
+    segments: list[dict[str, object]] = [{"id": 1, "name": "teachers"},
+                                          {"id": 2, "name": "students"}]
     contacts: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
     for i in range(1, scale + 1):
