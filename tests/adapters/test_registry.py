@@ -133,7 +133,8 @@ def test_an_adapter_name_that_is_not_installed_is_one_line_listing_what_is(
     assert proc.returncode == 2, proc.stderr
     [line] = proc.stderr.splitlines()
     assert line.startswith(f"{path}:{ADAPTER_LINE}: source 'crm': adapter 'hubspot' is not "
-                           "installed (built in: sql; installed plugins: ")
+                           f"installed (built in: {', '.join(registry.BUILT_IN)}; "
+                           "installed plugins: ")
     assert "broken-missing" in line and "complete-stub" in line
     assert snapshot(url) == before
     assert not (tmp_path / "audit.db").exists()

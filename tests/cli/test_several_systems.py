@@ -259,7 +259,8 @@ def test_one_policy_runs_reports_and_audits_postgresql_and_mariadb_together(
     _check_tables(_state(elearning), before, expected, names)
     exported = _exported(elearning)
     _check_audit(exported, expected, names)
-    left = sorted(p.name for p in elearning.maillog.iterdir())
+    left = sorted(p.name for p in elearning.maillog.iterdir()
+                  if not p.name.startswith(".retention"))  # the files adapter's journal
     if WITH_FILES:  # the mail log: exactly the files last written 90 days ago or earlier
         assert 0 < len(old_files) < len(files)
         assert left == sorted(set(files) - set(old_files))
