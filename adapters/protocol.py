@@ -97,6 +97,16 @@ BatchHook = Callable[[Batch, Any], None]
 class Adapter(Protocol):
     """A data store that retention can enforce rules on.
 
+    A third-party adapter is a class (or a factory) taking the policy's
+    :class:`~retention.policy.rules.Source` (its ``options`` hold the source's keys),
+    registered under the entry-point group ``retention.adapters``; a source names it
+    with ``adapter: NAME``. :mod:`retention.adapters.registry` checks it when a command
+    opens the source: every method below must exist and accept the calls the engine
+    makes (required arguments positionally, optional ones positionally or by keyword),
+    and an instance must have ``name``, ``url`` and ``supports_returning``. Otherwise the
+    command stops before reading or changing anything (exit 2), naming the adapter and
+    what it lacks.
+
     Capability attributes:
 
     ``supports_returning``

@@ -8,6 +8,7 @@ Used by ``retention demo`` and by the tests (and usable in users' own tests).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 from importlib import resources
 from pathlib import Path
@@ -149,3 +150,92 @@ def fill_saas(engine: Engine, now: dt.datetime, scale: int = 40, seed: int = 11)
                            ("sessions", sessions), ("device_logs", devices),
                            ("location_history", locations)):
             conn.execute(t[name].insert(), rows)
+
+
+def fill_elearning_shop(engine: Engine, now: dt.datetime, scale: int = 40, seed: int = 17
+                        ) -> None:
+    """The e-learning shop's web shop and course platform (``elearning-shop.sql``): rows
+    spread over the last ten years before ``now`` (naive UTC)."""
+    rng = random.Random(seed)
+    now = now.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+    def past(max_days: int) -> dt.datetime:
+        return now - dt.timedelta(days=rng.uniform(0, max_days))
+
+    courses: list[dict[str, object]] = [{"code": f"C{i}", "title": f"Course {i}"}
+                                         for i in range(1, 6)]
+    customers: list[dict[str, object]] = []
+    orders: list[dict[str, object]] = []
+    lines: list[dict[str, object]] = []
+    for i in range(1, scale + 1):
+        created = past(3000)
+        closed = created + dt.timedelta(days=rng.uniform(30, 2000)) if i % 4 == 0 else None
+        customers.append({"id": i, "email": f"elev{i}@example.se", "name": f"Elev {i}",
+                          "created_at": created,
+                          "closed_at": closed if closed and closed < now else None})
+    for i in range(1, scale * 3 + 1):
+        created = past(3650)
+        paid = i % 5 != 0
+        orders.append({"id": i, "customer_id": rng.randint(1, scale),
+                       "status": "paid" if paid else "cancelled",
+                       "billing_address": f"Storgatan {i}, Uppsala", "created_at": created,
+                       "paid_at": created + dt.timedelta(hours=1) if paid else None})
+        for _ in range(rng.randint(1, 2)):
+            lines.append({"id": len(lines) + 1, "order_id": i,
+                          "course_code": f"C{rng.randint(1, 5)}", "price_ore": 49900})
+    enrolments = [{"id": i, "customer_id": rng.randint(1, scale),
+                   "course_code": f"C{rng.randint(1, 5)}", "progress": rng.randint(0, 100),
+                   "last_activity_at": past(1200)} for i in range(1, scale * 2 + 1)]
+    _insert(engine, (("courses", courses), ("customers", customers), ("orders", orders),
+                     ("order_lines", lines), ("enrolments", enrolments)))
+
+
+def fill_elearning_crm(engine: Engine, now: dt.datetime, scale: int = 40, seed: int = 19
+                       ) -> None:
+    """The e-learning shop's CRM (``elearning-crm.sql``): contacts, a fifth of them
+    unsubscribed, and their mail opens and clicks of the last 50 days (naive UTC)."""
+    rng = random.Random(seed)
+    now = now.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+    def past(max_days: int) -> dt.datetime:
+        return now - dt.timedelta(days=rng.uniform(0, max_days))
+
+    segments: list[dict[str, object]] = [{"id": 1, "name": "teachers"},
+                                          {"id": 2, "name": "students"}]
+    contacts: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
+    for i in range(1, scale + 1):
+        contacts.append({"id": i, "email": f"kontakt{i}@example.se", "name": f"Kontakt {i}",
+                         "consented_at": past(1500),
+                         "unsubscribed_at": past(200) if i % 5 == 0 else None})
+        for _ in range(rng.randint(1, 4)):
+            n = len(events) + 1
+            events.append({"id": n, "contact_id": i, "kind": rng.choice(("open", "click")),
+                           "ip": f"192.0.2.{rng.randint(1, 254)}" if n % 3 else
+                           f"2001:db8:{rng.randint(1, 99)}:{rng.randint(1, 9999)}::{n}",
+                           "user_agent": "Mozilla/5.0", "occurred_at": past(50)})
+    _insert(engine, (("segments", segments), ("contacts", contacts), ("mail_events", events)))
+
+
+def fill_maillog(directory: Path, now: dt.datetime, days: int = 120) -> list[Path]:
+    """The e-learning shop's outgoing-mail log: one file ``mail-YYYY-MM-DD.log`` per day of
+    the last ``days`` days before ``now``, each last modified at the end of its day."""
+    directory.mkdir(parents=True, exist_ok=True)
+    made = []
+    for back in range(1, days + 1):
+        day = (now - dt.timedelta(days=back)).astimezone(dt.UTC)
+        path = directory / f"mail-{day:%Y-%m-%d}.log"
+        path.write_text(f"{day:%Y-%m-%d} 08:00 to=elev@example.se subject=Kursstart\n",
+                        encoding="utf-8")
+        stamp = day.replace(hour=23, minute=0, second=0, microsecond=0).timestamp()
+        os.utime(path, (stamp, stamp))
+        made.append(path)
+    return made
+
+
+def _insert(engine: Engine, tables: tuple[tuple[str, list[dict[str, object]]], ...]) -> None:
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    with engine.begin() as conn:
+        for name, rows in tables:
+            conn.execute(meta.tables[name].insert(), rows)

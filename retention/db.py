@@ -18,6 +18,9 @@ from retention import secrets, urls
 from retention.urls import safe_url as safe_url  # re-exported: adapters and the store use it
 
 SQLITE_BUSY_TIMEOUT = 30  # seconds a SQLite writer waits for the database lock
+# seconds to reach a database server: one that does not answer fails its source's rules
+# instead of holding up the run (PyMySQL's default; libpq would wait for the OS, minutes)
+CONNECT_TIMEOUT = 10
 
 
 def same_database(a: str, b: str) -> bool:
@@ -55,6 +58,8 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         connect_args["init_command"] = "SET time_zone = '+00:00'"
     elif backend == "postgresql":
         connect_args["options"] = "-c timezone=UTC"
+    if backend in ("mysql", "mariadb", "postgresql") and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
     engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
     if backend == "sqlite":
         _sqlite_immediate(engine)

@@ -21,7 +21,14 @@ from retention import calendar
 from retention.adapters.protocol import Adapter
 from retention.adapters.registry import open_adapter
 from retention.audit.store import AuditStore, RunInfo
-from retention.errors import PolicyError, Problem, RetentionError, SourceError, UsageError
+from retention.errors import (
+    AdapterError,
+    PolicyError,
+    Problem,
+    RetentionError,
+    SourceError,
+    UsageError,
+)
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
 from retention.run import estimate, holds, stop, validate
@@ -55,6 +62,11 @@ class Session:
             except SourceError as exc:
                 raise PolicyError.single(self.policy.path, found.line, None,
                                          f"source {source!r}: {exc.reason}") from None
+            except AdapterError as exc:  # not installed, or not a complete adapter
+                line = found.lines.get("adapter", found.line)
+                raise PolicyError.single(self.policy.path, line, None,
+                                         f"source {source!r}: adapter {exc.adapter!r} "
+                                         f"{exc.reason}") from None
         return self.adapters[source]
 
     def close(self) -> None:
@@ -94,13 +106,20 @@ def compile_plans(
     policy = session.policy
     adapters: dict[str, Adapter] = {}
     failed: dict[str, str] = {}
+    refused: dict[str, list[Problem]] = {}  # sources that cannot be used as written
     for rule in rules:
+        if rule.source in refused:
+            continue
         try:
             adapters[rule.source] = session.adapter(rule.source)
+        except PolicyError as exc:  # every such source is said, then nothing runs
+            refused[rule.source] = list(exc.problems)
         except RetentionError:
             raise
         except Exception as exc:
             failed[rule.name] = validate.reason(exc)
+    if refused:
+        raise PolicyError(p for found in refused.values() for p in found)
     usable = tuple(r for r in rules if r.name not in failed)
     problems, schema = validate.check(policy, adapters, usable)
     if problems:

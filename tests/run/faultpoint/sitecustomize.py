@@ -12,6 +12,10 @@ test-only code path for this; the stop wraps :meth:`AuditStore.append`:
   i.e. while the target's transaction is still open.
 * ``files_decided``: a files source's batch has just been decided ``committed`` and
   none of its files is deleted yet (wraps ``Journal.decide``).
+
+With ``FAULT_NO_RETURNING`` set, the SQL adapter takes the path of a server without
+``DELETE ... RETURNING`` (``SqlAdapter.use_returning``), and any statement that still
+says RETURNING fails the run.
 """
 
 from __future__ import annotations
@@ -58,3 +62,20 @@ if _STOP_AT == "files_decided":
     _install_files()
 elif _STOP_AT:
     _install(_STOP_AT)
+
+
+def _without_returning() -> None:
+    import sqlalchemy as sa
+    from retention.adapters.sql import SqlAdapter
+
+    SqlAdapter.use_returning = False
+
+    @sa.event.listens_for(sa.Engine, "before_cursor_execute")
+    def refuse(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        said = statement.upper()
+        if said.lstrip().startswith("DELETE") and "RETURNING" in said:
+            raise AssertionError(f"DELETE ... RETURNING used without it: {statement}")
+
+
+if os.environ.get("FAULT_NO_RETURNING"):
+    _without_returning()
