@@ -11,10 +11,8 @@ directory. Through the ``retention`` command line as a user runs it:
   rules: exit 1, the other source's rules done and audited, the report says the error
   for the failed rules and still counts the others and lists their uncovered tables.
 
-The mail log's rule needs the files adapter (``adapter: files``, built by helper
-files11). Until it is merged these tests run the SQL rules with ``--rule``; set
-``WITH_FILES`` to True once it is, and they run every rule of the policy
-(``test_the_files_part_is_enabled_when_the_files_adapter_is_there`` says when).
+The mail log is a files source (``adapter: files``, built in): every rule of the
+policy runs, the mail log's exactly the files last written 90 days ago or earlier.
 """
 
 from __future__ import annotations
@@ -27,12 +25,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pytest
-from retention.adapters import anonymize, registry
+from retention.adapters import anonymize
 from retention.policies import examples
 
 from retention import calendar
@@ -43,7 +40,6 @@ from retention.policy.rules import Policy, Rule
 from retention.testing import Server, start_mariadb
 from tests.support import snapshot
 
-WITH_FILES = False  # True once the files adapter is merged: mail-log runs too
 RETENTION = Path(sys.executable).with_name("retention")
 NOW = dt.datetime(2026, 11, 3, 9, 30, tzinfo=dt.UTC)  # the demo data is filled as of now
 SHOP_RULES = ["orders", "customers", "course-progress"]
@@ -55,15 +51,7 @@ UNCOVERED = {"shop": "support_tickets", "crm": "webinar_signups"}
 
 
 def _rule_args() -> list[str]:
-    if WITH_FILES:
-        return []
-    return [arg for name in SHOP_RULES + CRM_RULES for arg in ("--rule", name)]
-
-
-def test_the_files_part_is_enabled_when_the_files_adapter_is_there() -> None:
-    """Fails once ``adapter: files`` can be loaded while ``WITH_FILES`` is still False."""
-    names = set(registry.BUILT_IN) | {ep.name for ep in entry_points(group=registry.GROUP)}
-    assert ("files" in names) == WITH_FILES
+    return []  # every rule: both databases and the mail log
 
 
 @dataclass
@@ -243,8 +231,7 @@ def test_one_policy_runs_reports_and_audits_postgresql_and_mariadb_together(
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)
     due = {n: _report_due(elearning.policy(), before, n) for n in names}
-    if WITH_FILES:
-        due["mail-log"] = len(old_files)
+    due["mail-log"] = len(old_files)
     assert {r["rule"]: r["due"] for r in data["rules"]} == due
     assert sorted((u["source"], u["table"]) for u in data["uncovered"]
                   if u["source"] != "maillog") == sorted(UNCOVERED.items())
@@ -254,20 +241,18 @@ def test_one_policy_runs_reports_and_audits_postgresql_and_mariadb_together(
                          *_rule_args())
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert [r["rule"] for r in result["rules"]] == names + (FILES_RULES if WITH_FILES else [])
+    assert [r["rule"] for r in result["rules"]] == names + FILES_RULES
     _check_run(result, expected, names)
     _check_tables(_state(elearning), before, expected, names)
     exported = _exported(elearning)
     _check_audit(exported, expected, names)
     left = sorted(p.name for p in elearning.maillog.iterdir()
                   if not p.name.startswith(".retention"))  # the files adapter's journal
-    if WITH_FILES:  # the mail log: exactly the files last written 90 days ago or earlier
-        assert 0 < len(old_files) < len(files)
-        assert left == sorted(set(files) - set(old_files))
-        assert len([e for e in exported if e["rule"] == "mail-log"]) == len(old_files)
-        assert result["rules"][-1]["deleted"] == len(old_files)
-    else:
-        assert left == files
+    # the mail log: exactly the files last written 90 days ago or earlier
+    assert 0 < len(old_files) < len(files)
+    assert left == sorted(set(files) - set(old_files))
+    assert len([e for e in exported if e["rule"] == "mail-log"]) == len(old_files)
+    assert result["rules"][-1]["deleted"] == len(old_files)
     verify = elearning.cli("audit", "verify", policy_file)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
