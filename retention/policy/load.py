@@ -28,15 +28,18 @@ from retention.policy.parts import filters as _filters
 from retention.policy.parts import ignore as _ignore
 from retention.policy.phrase import parse
 from retention.policy.rules import (
+    DEFAULT_BATCH_SECONDS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_FRACTION,
     DEFAULT_SCHEDULE,
     DEFAULT_STATEMENT_TIMEOUT,
+    MAX_BATCH_SECONDS,
     MAX_BATCH_SIZE,
     MAX_LOCK_TIMEOUT,
     MAX_ROWS,
     MAX_STATEMENT_TIMEOUT,
+    MIN_BATCH_SECONDS,
     MIN_TIMEOUT,
     Policy,
     Rule,
@@ -51,7 +54,7 @@ _TOP_KEYS = {"policy", "version", "timezone", "sources", "audit", "defaults", "r
              "description"}
 _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "action",
               "legal_basis", "description", "schedule", "batch_size", "max_fraction", "max_rows",
-              "lock_timeout", "statement_timeout", "event_format"}
+              "lock_timeout", "statement_timeout", "event_format", "batch_seconds"}
 _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description"}
 
 
@@ -293,6 +296,8 @@ def _rule(
     action = _action(merged.get("action", "delete"), at("action"), name, out)
     batch_size = _number(merged, "batch_size", DEFAULT_BATCH_SIZE, int, at, name, out,
                          low=1, high=MAX_BATCH_SIZE)
+    batch_seconds = _number(merged, "batch_seconds", DEFAULT_BATCH_SECONDS, float, at, name,
+                            out, low=MIN_BATCH_SECONDS, high=MAX_BATCH_SECONDS)
     max_fraction = _number(merged, "max_fraction", DEFAULT_MAX_FRACTION, float, at, name, out,
                            low=0.0, high=1.0)
     max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0, high=MAX_ROWS)
@@ -321,6 +326,7 @@ def _rule(
         lock_timeout=float(lock_timeout), statement_timeout=float(statement_timeout),
         line=line, lines=lines,
         event_format=None if event_format is None else str(event_format),
+        batch_seconds=float(batch_seconds),
     )
 
 

@@ -137,4 +137,5 @@ def make_plan(
         predicate=predicate,
         predicate_reason=reason,
         naive_zone=policy.timezone if naive_timestamps == "local" else "",
+        batch_seconds=rule.batch_seconds,
     )
