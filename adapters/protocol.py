@@ -99,6 +99,8 @@ class DueCount:
     # references them, per referencing table (every such table, 0 included)
     blocked: dict[str, int] = field(default_factory=dict)
     unreadable: int = 0  # rows whose event value is no instant: never due
+    # rows due under each plan ``count`` was given ``ahead`` (the same rule, later instants)
+    due_ahead: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,20 @@ class Replayed:
     kept: tuple[tuple[Recorded, Kept], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaLag:
+    """How far one replica of a source is behind, read before a batch (``max_replica_lag``).
+
+    ``seconds`` is None when the lag cannot be known: the replica cannot be reached,
+    replication is stopped (``Seconds_Behind_Master`` is NULL), the server is no replica,
+    or the database hides the figure from this user; ``note`` says which.
+    """
+
+    replica: str  # the replica's name or its URL with the password masked
+    seconds: float | None
+    note: str = ""
+
+
 # Called inside the batch's transaction, after the changes and before the commit,
 # with the adapter's open connection (or None when it has none to share).
 BatchHook = Callable[[Batch, Any], None]
@@ -158,6 +174,11 @@ class Adapter(Protocol):
         Tables whose rows a delete from ``table`` changes by itself (ON DELETE
         CASCADE / SET NULL); they must be declared as children.
 
+    ``replica_lag() -> list[ReplicaLag]``
+        How far each replica of the store is behind, one entry per replica (none: no
+        replica to wait for). A rule with ``max_replica_lag`` needs it. A replica that
+        cannot be read is an entry with ``seconds`` None, not an exception; raises only
+        when the store itself cannot be asked.
     ``stored_forms(table, column, date, naive_zone, date_zone)`` returns
         A ``retention.stored.StoredForms`` where any column may hold any type (SQLite):
         Validation and the planner then decide from the values, not the declared type.
@@ -179,12 +200,13 @@ class Adapter(Protocol):
         """Every table of the store (for the coverage report). Raises on connection errors."""
         ...
 
-    def count(self, plan: Plan) -> DueCount:
-        """Count the due, held and total rows of ``plan``; changes nothing."""
-        ...
+    def count(self, plan: Plan, ahead: Sequence[Plan] = ()) -> DueCount:
+        """Count the due, held and total rows of ``plan``; changes nothing.
 
-    def due_within(self, plan: Plan, later: Plan) -> int:
-        """Rows not due under ``plan`` that are due under ``later`` (a later instant)."""
+        ``ahead`` are the same rule's plans at later instants (the report's look-ahead):
+        ``DueCount.due_ahead`` holds the rows due under each, counted in the same pass
+        over the table where the store can.
+        """
         ...
 
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:

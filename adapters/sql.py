@@ -17,13 +17,17 @@ Database differences live here, keyed on the dialect name:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from retention.adapters import anonymize, sql_events, sql_replay
+from retention.adapters import anonymize, sql_events, sql_foreign_keys, sql_replay
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import (
     Batch,
@@ -32,12 +36,15 @@ from retention.adapters.protocol import (
     Recorded,
     Removed,
     Replayed,
+    ReplicaLag,
 )
 from retention.adapters.sql_marks import Marks
+from retention.adapters.sql_replicas import Replicas
 from sqlalchemy import Connection, MetaData, Table, select
-from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.exc import NoSuchTableError, SAWarning
 
 from retention.db import create_engine, safe_url, writing
+from retention.errors import SourceError
 from retention.plan import (
     ChildPlan,
     ColumnInfo,
@@ -56,6 +63,9 @@ _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
 _GROUP_CONCAT_MAX = 1 << 32  # bytes: more than max_allowed_packet lets a result hold
 # Key column types whose values PostgreSQL's JSON gives as the audit log writes them.
 _JSON_KEYS = (sa.Integer, sa.String, sa.Uuid)
+# A column type SQLAlchemy does not know reflects as NullType with a warning on stderr;
+# retention names such types itself where they matter (SqlAdapter._declared_types).
+warnings.filterwarnings("ignore", message="Did not recognize type", category=SAWarning)
 
 
 def _match(table: Table, keys: list[dict[str, Any]]) -> tuple[list[str], list[Any], Any]:
@@ -130,6 +140,15 @@ def _checked(removed: Removed) -> Removed:
     return removed
 
 
+def _missing_file(engine: sa.Engine) -> str | None:
+    """The path of a SQLite database file that does not exist (connecting would create it)."""
+    url = engine.url
+    if engine.dialect.name != "sqlite" or url.query.get("uri") in ("true", "1"):
+        return None  # SQLite URI filenames (file:...?mode=ro) say themselves what may happen
+    path = url.database or ""
+    return path if path not in ("", ":memory:") and not Path(path).exists() else None
+
+
 class SqlAdapter:
     """Adapter for every database SQLAlchemy reaches (``adapter: sql``, option ``url``)."""
 
@@ -142,13 +161,20 @@ class SqlAdapter:
         self.raw_url = raw
         self.engine = create_engine(raw)
         self.dialect = self.engine.dialect.name
+        missing = _missing_file(self.engine)
+        if missing is not None:
+            self.engine.dispose()
+            raise SourceError(f"the SQLite database file {missing!r} does not exist (retention "
+                              "never creates a source database)")
         self.schema: str | None = source.options.get("schema")
         self._tables: dict[str, Table] = {}
         self._foreign_keys: list[ForeignKeyInfo] | None = None
+        self._folds: bool | None = None  # table names compared without regard to case
         self._forms: dict[tuple[Any, ...], StoredForms] = {}
         if self.dialect == "sqlite":
             sql_events.register(self.engine)
         self.marks = Marks(self.engine, self.schema, self.url)
+        self.replicas = Replicas(self.engine, source.options.get("replicas") or ())
 
     @property
     def supports_returning(self) -> bool:
@@ -157,51 +183,89 @@ class SqlAdapter:
     # -- schema -------------------------------------------------------------------
 
     def table(self, name: str) -> Table:
-        if name not in self._tables:
+        if name not in self._tables:  # the tables a foreign key names are not needed
             self._tables[name] = Table(name, MetaData(), autoload_with=self.engine,
-                                       schema=self.schema)
+                                       schema=self.schema, resolve_fks=False)
         return self._tables[name]
 
     def reflect(self, table: str) -> TableInfo | None:
+        """``table``'s columns and primary key, or None if the source has no such table.
+
+        Where the database compares table names without regard to case, a name
+        spelled otherwise than the table is stored counts as missing (validation
+        suggests the stored spelling): foreign keys and reports name tables as
+        stored, and SQLAlchemy reflects a misspelled SQLite table only in part.
+        """
+        if self._name_folding() and table not in self.tables():
+            return None
         try:
             reflected = self.table(table)
         except NoSuchTableError:
             return None
-        columns = {c.name: ColumnInfo(c.name, str(c.type), self._temporal(c.type),
+        unknown = {c.name for c in reflected.columns if isinstance(c.type, sa.types.NullType)}
+        names = self._declared_types(table) if unknown else {}
+        columns = {c.name: ColumnInfo(c.name, names.get(c.name, str(c.type)),
+                                      self._temporal(c.type),
                                       bool(c.nullable), isinstance(c.type, sa.String),
                                       _python_type(c.type), **_domain(c.type, self.dialect))
                    for c in reflected.columns}
         return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
 
+    def _declared_types(self, table: str) -> dict[str, str]:
+        """Column -> type name as the database declares it, for the types SQLAlchemy does not
+        know (MariaDB's INET6, an extension's type): messages name them, not 'NULL'."""
+        if self.dialect == "postgresql":
+            stmt = sa.text("SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+                           "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                           "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = :t "
+                           "AND n.nspname = COALESCE(:s, current_schema()) AND a.attnum > 0")
+        elif self.dialect in ("mysql", "mariadb"):
+            stmt = sa.text("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                           "WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t")
+        elif self.dialect == "sqlite":
+            stmt = sa.text("SELECT name, type FROM pragma_table_info(:t, COALESCE(:s, 'main'))")
+        else:
+            return {}
+        with self.engine.connect() as conn:
+            return {str(name): str(kind).upper()
+                    for name, kind in conn.execute(stmt, {"t": table, "s": self.schema})}
+
     def tables(self) -> list[str]:
         return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))
 
     def foreign_keys_into(self, table: str) -> list[ForeignKeyInfo]:
-        """Every declared foreign key of the source's tables that references ``table``.
+        """Every declared foreign key that references ``table``, from any schema.
 
         SQLite too: our connections do not enforce foreign keys there, but the
         applications that own the data (Django, for one) do, so a declared key
         counts on every database and a delete never orphans a row the application
-        considers referenced. Reflected once per adapter.
+        considers referenced. Where the database compares table names without
+        regard to case (SQLite; MariaDB with ``lower_case_table_names``), so does
+        this. Reflected once per adapter (:mod:`sql_foreign_keys`).
         """
         if self._foreign_keys is None:
-            found = sa.inspect(self.engine).get_multi_foreign_keys(schema=self.schema)
-            self._foreign_keys = [
-                ForeignKeyInfo(name, tuple(fk["constrained_columns"]), fk["referred_table"],
-                               tuple(fk["referred_columns"]),
-                               str((fk.get("options") or {}).get("ondelete") or "").upper()
-                               or None)
-                for (_schema, name), fks in sorted(found.items(), key=lambda item: item[0][1])
-                for fk in fks if fk.get("referred_schema") in (None, self.schema)]
-        return [fk for fk in self._foreign_keys if fk.referred == table]
+            with self.engine.connect() as conn:
+                self._foreign_keys = sql_foreign_keys.into(conn, self.dialect, self.schema)
+        wanted = self._name_key(table)
+        return [dataclasses.replace(fk, referred=table)
+                for fk in self._foreign_keys if self._name_key(fk.referred) == wanted]
+
+    def _name_folding(self) -> bool:
+        if self._folds is None:
+            self._folds = sql_foreign_keys.folds_names(self.engine)
+        return self._folds
+
+    def _name_key(self, name: str) -> str:
+        return name.casefold() if self._name_folding() else name
 
     def cascades_to(self, table: str) -> list[str]:
         """Tables a delete from ``table`` changes by itself (ON DELETE CASCADE / SET NULL).
 
         On SQLite as elsewhere (see :meth:`foreign_keys_into`): there the
-        application's connection would cascade, ours would orphan the rows.
+        application's connection would cascade, ours would orphan the rows. A table
+        of another schema is named ``schema.table``.
         """
-        return sorted({fk.table for fk in self.foreign_keys_into(table)
+        return sorted({fk.qualified for fk in self.foreign_keys_into(table)
                        if fk.ondelete in ("CASCADE", "SET NULL")})
 
     def stored_forms(self, table: str, column: str, date: bool, naive_zone: str,
@@ -232,14 +296,12 @@ class SqlAdapter:
 
     # -- reading ------------------------------------------------------------------
 
-    def count(self, plan: Plan) -> DueCount:
+    def count(self, plan: Plan, ahead: Sequence[Plan] = ()) -> DueCount:
+        """One scan of the rule's table for all its figures (:func:`q.tally`), then one
+        statement per declared child."""
         table = self.table(plan.table)
         with self.engine.connect() as conn:
-            due, oldest = conn.execute(q.count_due(table, plan, self.dialect)).one()
-            held = conn.execute(q.count_held(table, plan, self.dialect)).scalar_one()
-            unreadable = conn.execute(q.count_unreadable(table, plan, self.dialect)
-                                      ).scalar_one()
-            total = conn.execute(select(sa.func.count()).select_from(table)).scalar_one()
+            found = conn.execute(q.tally(table, plan, self.dialect, ahead)).one()._mapping
             children = {
                 child.table: conn.execute(
                     q.count_children(table, self.table(child.table), child.key, plan,
@@ -247,13 +309,14 @@ class SqlAdapter:
                 ).scalar_one()
                 for child in plan.children
             }
-            blocking = q.count_blocked(table, plan, self.dialect)
-            blocked = {} if blocking is None else {
-                name: int(n) for name, n in conn.execute(blocking).one()._mapping.items()}
         return DueCount(
-            due=int(due), held=int(held), total=int(total),
-            oldest_due_event=sql_events.oldest_instant(plan, oldest),
-            children=children, blocked=blocked, unreadable=int(unreadable),
+            due=int(found["due"]), held=int(found["held"]), total=int(found["total"]),
+            oldest_due_event=sql_events.oldest_instant(plan, found["oldest"]),
+            children=children,
+            blocked={name: int(found[f"blocked_{i}"])
+                     for i, name in enumerate(q.blocking_tables(plan))},
+            unreadable=int(found["unreadable"]),
+            due_ahead=tuple(int(found[f"due_ahead_{i}"]) for i in range(len(ahead))),
         )
 
     def sample_keys(self, plan: Plan, limit: int) -> list[dict[str, Any]]:
@@ -536,6 +599,12 @@ class SqlAdapter:
             else:
                 conn.exec_driver_sql(f"SET SESSION max_execution_time = {statement_ms}")
 
+    def replica_lag(self) -> list[ReplicaLag]:
+        """How far each replica is behind (:mod:`sql_replicas`); raises only when a
+        PostgreSQL primary cannot be asked."""
+        return self.replicas.lag()
+
     def close(self) -> None:
+        self.replicas.close()
         with contextlib.suppress(Exception):  # closing must never mask the error in flight
             self.engine.dispose()

@@ -69,18 +69,24 @@ class _Forms:
 
 def census(conn: Connection, table: Table, column: str, date: bool, naive_zone: str,
            date_zone: str) -> StoredForms:
-    """What ``column`` holds now, in one aggregate query (SQLite)."""
+    """What ``column`` holds now, in one aggregate query (SQLite).
+
+    The canonical test runs once per row, in a subquery that ``LIMIT -1`` (no limit)
+    keeps SQLite from flattening into the aggregates (which would run it twice).
+    """
     col = table.c[column]
-    canonical = canonical_text(col, date)
-    kind = func.typeof(col)
+    rows = sa.select(col.label("value"), func.typeof(col).label("kind"),
+                     canonical_text(col, date).label("canonical")
+                     ).limit(-1).subquery("stored")
+    kind, canonical = rows.c.kind, rows.c.canonical == 1
     stmt = sa.select(
-        func.count(col),
+        func.count(rows.c.value),
         func.coalesce(func.sum(sa.case((kind == "integer", 1), else_=0)), 0),
         func.coalesce(func.sum(sa.case((kind == "real", 1), else_=0)), 0),
         func.coalesce(func.sum(sa.case((canonical, 1), else_=0)), 0),
-        sa.func.retention_forms(col, naive_zone, date_zone).filter(
+        sa.func.retention_forms(rows.c.value, naive_zone, date_zone).filter(
             and_(kind == "text", sa.case((canonical, 0), else_=1) == 1)),
-    ).select_from(table)
+    )
     values, integers, reals, canon, texts = conn.execute(stmt).one()
     numbers, iso = (int(n) for n in (texts or "0 0").split())
     return StoredForms(values=int(values), integers=int(integers), reals=int(reals),
@@ -105,19 +111,23 @@ def canonical_text(col: Any, date: bool) -> ColumnElement[bool]:
     )
 
 
-def compare(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
-    """The event column is at or before the cutoff and readable."""
+def compare(table: Table, plan: Plan, dialect: str,
+            is_readable: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
+    """The event column is at or before the cutoff and readable.
+
+    ``is_readable``: :func:`readable` as the statement computed it already (once per
+    row for many comparisons, see ``sql_statements.tally``); not for ``parsed``.
+    """
     col = table.c[plan.event_column]
     if plan.predicate is Predicate.PARSED:
         return instant_key(col, plan) <= bindparam(None, plan.bound, type_=sa.String)
+    known = readable(table, plan, dialect) if is_readable is None else is_readable
     if plan.predicate is Predicate.EPOCH:
         number: Any = sa.Float() if isinstance(plan.bound, float) else sa.BigInteger()
-        return and_(col <= bindparam(None, plan.bound, type_=number),
-                    readable(table, plan, dialect))
+        return and_(col <= bindparam(None, plan.bound, type_=number), known)
     if dialect == "sqlite":
-        return and_(col <= bindparam(None, plan.bound, type_=sa.String),
-                    readable(table, plan, dialect))
-    return and_(col <= _native(plan.bound, col, dialect), readable(table, plan, dialect))
+        return and_(col <= bindparam(None, plan.bound, type_=sa.String), known)
+    return and_(col <= _native(plan.bound, col, dialect), known)
 
 
 def readable(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
@@ -147,10 +157,12 @@ def readable(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     return inside
 
 
-def unreadable(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
+def unreadable(table: Table, plan: Plan, dialect: str,
+               is_readable: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
     """The event column holds a value that is no instant (never due)."""
     col = table.c[plan.event_column]
-    return and_(col.is_not(None), sa.case((readable(table, plan, dialect), 0), else_=1) == 1)
+    known = readable(table, plan, dialect) if is_readable is None else is_readable
+    return and_(col.is_not(None), sa.case((known, 0), else_=1) == 1)
 
 
 def instant_key(col: Any, plan: Plan) -> ColumnElement[Any]:
@@ -179,11 +191,18 @@ def as_stored(table: Table, plan: Plan, dialect: str) -> ColumnElement[Any]:
     return value(table, plan, dialect)
 
 
-def oldest(table: Table, plan: Plan, dialect: str) -> ColumnElement[Any]:
-    """The least event value (``min``); :func:`oldest_instant` reads it."""
-    if plan.predicate is Predicate.PARSED:
-        return func.min(instant_key(table.c[plan.event_column], plan))
-    return func.min(value(table, plan, dialect))
+def oldest(table: Table, plan: Plan, dialect: str,
+           among: ColumnElement[bool] | None = None) -> ColumnElement[Any]:
+    """The least event value (``min``), of the rows meeting ``among`` if given (else of
+    the rows the statement selects); :func:`oldest_instant` reads it."""
+    found: ColumnElement[Any] = (instant_key(table.c[plan.event_column], plan)
+                                 if plan.predicate is Predicate.PARSED
+                                 else _unlabeled(value(table, plan, dialect)))
+    return func.min(found if among is None else sa.case((among, found)))
+
+
+def _unlabeled(found: ColumnElement[Any]) -> ColumnElement[Any]:
+    return found.element if isinstance(found, sa.Label) else found
 
 
 def oldest_instant(plan: Plan, found: Any) -> dt.datetime | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from retention.adapters import sql_events
@@ -38,11 +39,13 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects.postgresql import CIDR, INET, aggregate_order_by
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from retention.actions import REDACTED, ColumnAction, Strategy
 from retention.filters import Filter, Op
-from retention.plan import ChildPlan, Plan, Reference
+from retention.plan import ChildPlan, Plan, Predicate, Reference
 
 
 def bind_value(value: Any, dialect: str) -> Any:
@@ -97,11 +100,13 @@ def _held_values(table: Table, plan: Plan) -> list[Any]:
     return _key_values(plan, typed)
 
 
-def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
+def due(table: Table, plan: Plan, dialect: str,
+        is_readable: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
     """The due predicate: event at or before the cutoff, the rule's filters, not yet
-    anonymized (anonymize rules), not held."""
+    anonymized (anonymize rules), not held. (``is_readable``: see
+    ``sql_events.compare``.)"""
     parts: list[ColumnElement[bool]] = [
-        sql_events.compare(table, plan, dialect),
+        sql_events.compare(table, plan, dialect, is_readable),
         *(_filter(table, f) for f in plan.filters),
         pending(table, plan, dialect),
     ]
@@ -111,9 +116,12 @@ def due(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
     return and_(*parts)
 
 
-def _other(table: Table, name: str, columns: set[str], taken: set[str]) -> Any:
-    """A table named by a reflected foreign key, aliased when its name is already in use."""
-    found = table_clause(name, *(column(c) for c in sorted(columns)), schema=table.schema)
+def _other(table: Table, name: str, columns: set[str], taken: set[str],
+           schema: str | None = None) -> Any:
+    """A table named by a reflected foreign key (in ``schema`` if given, else the rule's
+    table's), aliased when its name is already in use."""
+    found = table_clause(name, *(column(c) for c in sorted(columns)),
+                         schema=schema or table.schema)
     return found.alias(f"{name}_ref") if name in taken else found
 
 
@@ -123,24 +131,25 @@ def referenced(table: Table, plan: Plan, ref: Reference) -> ColumnElement[bool]:
     Correlated on the rule's table; NULL in a referencing column references nothing.
     """
     if ref.via_key is None:
-        other = _other(table, ref.table, set(ref.columns), {table.name})
+        other = _other(table, ref.table, set(ref.columns), {table.name}, ref.schema)
         match = [other.c[a] == table.c[b] for a, b in zip(ref.columns, ref.referred_columns,
                                                            strict=True)]
         return select(literal_column("1")).select_from(other).where(*match).exists()
     child = _other(table, ref.referred, {ref.via_key, *ref.referred_columns}, {table.name})
-    other = _other(table, ref.table, set(ref.columns), {table.name, ref.referred})
+    other = _other(table, ref.table, set(ref.columns), {table.name, ref.referred}, ref.schema)
     match = [other.c[a] == child.c[b] for a, b in zip(ref.columns, ref.referred_columns,
                                                        strict=True)]
     return (select(literal_column("1")).select_from(child.join(other, and_(*match)))
             .where(child.c[ref.via_key] == table.c[plan.primary_key[0]]).exists())
 
 
-def held(table: Table, plan: Plan, dialect: str) -> ColumnElement[bool]:
+def held(table: Table, plan: Plan, dialect: str,
+         is_readable: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
     """Rows that would be due but are under a legal hold."""
     if not plan.held_keys:
         return false()
     return and_(
-        sql_events.compare(table, plan, dialect),
+        sql_events.compare(table, plan, dialect, is_readable),
         *(_filter(table, f) for f in plan.filters),
         pending(table, plan, dialect),
         key_of(table, plan).in_(_held_values(table, plan)),
@@ -382,13 +391,74 @@ def count_due(table: Table, plan: Plan, dialect: str) -> Select[Any]:
         due(table, plan, dialect))
 
 
+def _counted(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    """How many rows of the scan meet ``condition`` (NULL counts as false, as in WHERE)."""
+    return func.count(case((condition, literal_column("1"))))
+
+
+def tally(table: Table, plan: Plan, dialect: str, ahead: Sequence[Plan] = ()) -> Select[Any]:
+    """Every figure of a rule's table in one scan: ``total``, ``due`` now and its
+    ``oldest`` event, ``held``, ``unreadable``, ``blocked_<i>`` per referencing table
+    (in :func:`blocking_tables` order) and ``due_ahead_<i>`` under each of ``ahead``
+    (the same rule compiled at later instants).
+
+    Each figure is the count of the rows its own statement above would count
+    (``count_due``, ``count_held``, ...): the same predicates, as conditions of
+    ``count(CASE WHEN ... THEN 1 END)`` over the whole table instead of a ``WHERE``.
+
+    SQLite tests readability by the text of a value (``sql_events.canonical_text``),
+    which costs more than the rest of a figure; there the test runs once per row, in
+    a subquery that ``LIMIT -1`` (no limit) keeps SQLite from flattening into the
+    figures, and every figure reads its result.
+    """
+    once = dialect == "sqlite" and plan.predicate is not Predicate.PARSED and all(
+        (p.predicate, p.event_type, p.event_format)
+        == (plan.predicate, plan.event_type, plan.event_format) for p in ahead)
+    is_readable = (literal_column(_READABLE) == 1) if once else None
+    now = due(table, plan, dialect, is_readable)
+    figures: list[ColumnElement[Any]] = [
+        func.count().label("total"),
+        _counted(now).label("due"),
+        sql_events.oldest(table, plan, dialect, now).label("oldest"),
+        (_counted(held(table, plan, dialect, is_readable)) if plan.held_keys
+         else literal_column("0")).label("held"),
+        _counted(and_(sql_events.unreadable(table, plan, dialect, is_readable),
+                      *(_filter(table, f) for f in plan.filters))).label("unreadable"),
+    ]
+    unreferenced = dataclasses.replace(plan, references=())
+    for i, refs in enumerate(blocking_tables(plan).values()):
+        figures.append(_counted(and_(due(table, unreferenced, dialect, is_readable),
+                                     or_(*(referenced(table, plan, r) for r in refs)))
+                                ).label(f"blocked_{i}"))
+    figures += [_counted(due(table, later, dialect, is_readable)).label(f"due_ahead_{i}")
+                for i, later in enumerate(ahead)]
+    if not once:
+        return select(*figures).select_from(table)
+    used = {e.name for f in figures for e in visitors.iterate(f)
+            if isinstance(e, Column) and e.table is table}
+    rows = select(*(c for c in table.c if c.name in used),
+                  sql_events.readable(table, plan, dialect).label(_READABLE)
+                  ).limit(-1).subquery(table.name)
+    adapt = ClauseAdapter(rows)
+    return select(*(adapt.traverse(f) for f in figures)).select_from(rows)
+
+
+_READABLE = "retention_readable"  # tally's column: the row's event value is readable
+
+
+def blocking_tables(plan: Plan) -> dict[str, list[Reference]]:
+    """The plan's undeclared references by referencing table, in order of appearance."""
+    by_table: dict[str, list[Reference]] = {}
+    for ref in plan.references:
+        by_table.setdefault(ref.qualified, []).append(ref)
+    return by_table
+
+
 def count_blocked(table: Table, plan: Plan, dialect: str) -> Select[Any] | None:
     """Per referencing table: the rows that would be due but for its references."""
     if not plan.references:
         return None
-    by_table: dict[str, list[Reference]] = {}
-    for ref in plan.references:
-        by_table.setdefault(ref.table, []).append(ref)
+    by_table = blocking_tables(plan)
     unreferenced = dataclasses.replace(plan, references=())
     return select(*(
         func.count(case((or_(*(referenced(table, plan, r) for r in refs)), 1))).label(name)

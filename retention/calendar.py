@@ -27,6 +27,10 @@ from retention.period import Kind, Retain, Unit
 
 UTC = dt.UTC
 ONE_MICROSECOND = dt.timedelta(microseconds=1)
+# A cutoff before every event retention reads (they start at 0001-01-02T00:00Z), and late
+# enough that its local date and wall-clock time exist in every zone: the cutoff of an
+# instant whose real cutoff lies before year 1, when nothing is due yet.
+BEFORE_EVERY_EVENT = dt.datetime(1, 1, 1, 23, 59, 59, 999999, tzinfo=dt.UTC)
 _ONE_DAY = dt.timedelta(days=1)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _FALL_BACK_WINDOW = dt.timedelta(hours=3)  # longer than any clock change on record

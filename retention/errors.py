@@ -71,6 +71,18 @@ class AdapterError(RetentionError):
         super().__init__(f"adapter {adapter!r}: {reason}")
 
 
+class SourceError(RetentionError):
+    """A source that cannot be used as written (a SQLite file that does not exist, ...).
+
+    The adapter says why; the session that opened it names the policy file, the
+    source's line and the source.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 class AuditError(RetentionError):
     """The audit store cannot be opened or is in a state that forbids the operation.
 

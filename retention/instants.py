@@ -17,8 +17,13 @@ EARLIEST = dt.datetime(1, 1, 3, tzinfo=dt.UTC)  # first instant a command accept
 LATEST = dt.datetime(9999, 12, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)  # last one
 
 
-def parse_instant(text: str, option: str = "--as-of") -> dt.datetime:
-    """An ISO-8601 instant; without an offset it is read as UTC. Raises :class:`UsageError`."""
+def parse_instant(text: str, option: str = "--as-of", latest: dt.datetime = LATEST,
+                  who: str = "this tool", why: str = "") -> dt.datetime:
+    """An ISO-8601 instant; without an offset it is read as UTC. Raises :class:`UsageError`.
+
+    A command that counts ahead of its instant accepts instants up to ``latest`` and
+    says so: ``who`` counts in the calendar to ``latest`` because ``why``.
+    """
     try:
         value = dt.datetime.fromisoformat(text.strip())
     except ValueError:
@@ -32,20 +37,23 @@ def parse_instant(text: str, option: str = "--as-of") -> dt.datetime:
     try:
         value = value.astimezone(dt.UTC)
     except OverflowError:  # the offset moves it past year 1 or 9999
-        raise UsageError(outside(option, text)) from None
-    return in_calendar(value, option, text)
+        raise UsageError(outside(option, text, latest, who, why)) from None
+    return in_calendar(value, option, text, latest, who, why)
 
 
-def in_calendar(instant: dt.datetime, option: str, text: str | None = None) -> dt.datetime:
+def in_calendar(instant: dt.datetime, option: str, text: str | None = None,
+                latest: dt.datetime = LATEST, who: str = "this tool", why: str = ""
+                ) -> dt.datetime:
     """``instant`` if a command can count with it, else a :class:`UsageError`."""
-    if not EARLIEST <= instant <= LATEST:
-        raise UsageError(outside(option, text or instant.isoformat()))
+    if not EARLIEST <= instant <= latest:
+        raise UsageError(outside(option, text or instant.isoformat(), latest, who, why))
     return instant
 
 
-def outside(option: str, text: str) -> str:
-    return (f"{option} {text} is outside the calendar this tool counts in "
-            f"({EARLIEST.isoformat()} to {LATEST.isoformat()})")
+def outside(option: str, text: str, latest: dt.datetime = LATEST, who: str = "this tool",
+            why: str = "") -> str:
+    return (f"{option} {text} is outside the calendar {who} counts in "
+            f"({EARLIEST.isoformat()} to {latest.isoformat()}{'; ' + why if why else ''})")
 
 
 def utcnow() -> dt.datetime:

@@ -46,7 +46,7 @@ def configure(level: str = "info", json: bool | None = None, file: Path | None =
         cache_logger_on_first_use=False,
     )
     numeric = getattr(logging, level.upper(), logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(_formatter(shared, as_json))
     handlers: list[logging.Handler] = [handler]
     if file is not None:
@@ -62,6 +62,22 @@ def configure(level: str = "info", json: bool | None = None, file: Path | None =
     root.setLevel(numeric)
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     _configured = True
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each event, not as it was at start-up: a
+    progress bar (:mod:`retention.run.progress`) routes stderr above itself."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _formatter(shared: list[Any], as_json: bool) -> logging.Formatter:

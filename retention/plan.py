@@ -74,13 +74,23 @@ class TableInfo:
 
 @dataclass(frozen=True, slots=True)
 class ForeignKeyInfo:
-    """A reflected foreign key: ``table(columns)`` references ``referred(referred_columns)``."""
+    """A reflected foreign key: ``table(columns)`` references ``referred(referred_columns)``.
+
+    ``referred`` is a table of the source's own schema; ``table`` is too unless
+    ``schema`` names the schema (PostgreSQL) or database (MariaDB) it lives in.
+    """
 
     table: str
     columns: tuple[str, ...]
     referred: str
     referred_columns: tuple[str, ...]
     ondelete: str | None = None  # "CASCADE", "SET NULL", ... as reflected; None: NO ACTION
+    schema: str | None = None  # the referencing table's schema if not the source's own
+
+    @property
+    def qualified(self) -> str:
+        """``table``, or ``schema.table`` for a table of another schema."""
+        return f"{self.schema}.{self.table}" if self.schema else self.table
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +99,9 @@ class Reference:
 
     ``table(columns)`` references ``referred(referred_columns)``: the rule's table
     itself, or (``via_key`` set) a declared child whose column ``via_key`` holds
-    the parent's key, so the parent of a referenced child is kept too. Rows kept
-    this way count as blocked under ``table``.
+    the parent's key, so the parent of a referenced child is kept too. ``schema``
+    names the schema of ``table`` when it is not the source's own. Rows kept this
+    way count as blocked under :attr:`qualified`.
     """
 
     table: str
@@ -98,9 +109,15 @@ class Reference:
     referred: str
     referred_columns: tuple[str, ...]
     via_key: str | None = None
+    schema: str | None = None
+
+    @property
+    def qualified(self) -> str:
+        """``table``, or ``schema.table`` for a table of another schema."""
+        return f"{self.schema}.{self.table}" if self.schema else self.table
 
     def __str__(self) -> str:
-        return f"{self.table} ({', '.join(self.columns)})"
+        return f"{self.qualified} ({', '.join(self.columns)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +158,9 @@ class Plan:
     predicate: Predicate = Predicate.RANGE
     predicate_reason: str = ""  # why this predicate selects exactly the due rows
     naive_zone: str = ""  # the zone naive stored text is read in ("" for UTC)
+    pause_between_batches: float = 0.0  # seconds of rest after each batch
+    max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
+    max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
     batch_seconds: float = 0.2  # the time a batch transaction should take (batch_size: most rows)
 
     def describe(self) -> str:

@@ -95,10 +95,17 @@ def key(instant: dt.datetime) -> str:
 
 
 def cutoff_key(cut: dt.datetime, whole_microsecond: bool = False) -> str:
-    """The bound for keys: a value is due exactly when its key is ``<=`` this."""
+    """The bound for keys: a value is due exactly when its key is ``<=`` this.
+
+    ``cut`` may lie before the readable instants (from 0001-01-01T00:00Z on): the bound
+    then selects nothing.
+    """
+    found = _key(_ns_of(calendar.aware(cut)), low=0)
+    if found is None:
+        raise ValueError(f"{cut.isoformat()} is outside the calendar")
     if not whole_microsecond:
-        return key(cut)
-    return key(cut)[:-3] + "999+"  # every instant before the next microsecond
+        return found
+    return found[:-3] + "999+"  # every instant before the next microsecond
 
 
 def instant(key_text: str) -> dt.datetime:
@@ -234,8 +241,8 @@ def _ns_of(instant: dt.datetime) -> int:
     return seconds * _NS + utc.microsecond * 1000
 
 
-def _key(ns: int, inside: bool = False) -> str | None:
-    if not _START_NS <= ns < _END_NS:
+def _key(ns: int, inside: bool = False, low: int = _START_NS) -> str | None:
+    if not low <= ns < _END_NS:
         return None
     days, rest = divmod(ns, _DAY_NS)
     seconds, nanos = divmod(rest, _NS)

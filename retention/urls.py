@@ -7,7 +7,11 @@ string under any key a driver reads one from (``?password=PW``: libpq and psycop
 :mod:`retention.secrets` so driver messages are scrubbed too.
 
 A URL is never echoed in an error: its text may hold the password, or a piece of it
-when an unencoded ``@`` moved the password's tail into the host name.
+when an unencoded ``@`` moved the password's tail into the host name. SQLAlchemy reads
+the first ``@`` after ``user:`` as the end of the user part, wherever it is, so a URL
+with a user part (anything between ``//`` and the next ``/``) may hold one unencoded
+``@`` only, before any ``?``: ``postgresql://app@host:5432/db?password=pw@tail`` would
+be read as user ``app@host``, password ``5432/db?password=pw`` and host ``tail``.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ DRIVERS = {
     "mariadb": "mariadb+pymysql",
 }
 
-# The user part as SQLAlchemy reads it: the password ends at its first '@'.
-_USER_PART = re.compile(r"[\w+]+://[^:/]*:[^@]*@")
 # A query value in libpq's conninfo form that carries a password ("... password=PW ...").
 _CONNINFO_PASSWORD = re.compile(r"(?i)\b(?:ssl)?pass(?:word|wd)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 
 AT_IN_PASSWORD = "the password holds an unencoded '@'; percent-encode the password (an '@' is %40)"
+AT_IN_QUERY = ("an unencoded '@' follows the '?' (a password in the query string, or a '?' "
+               "in the password); percent-encode the password (an '@' is %40, a '?' is %3F)")
+AT_PROBLEMS = (AT_IN_PASSWORD, AT_IN_QUERY)  # the reasons that say where a password went
 NOT_A_URL = ("is not a database URL of the form dialect[+driver]://user:password@host/database "
              "(percent-encode special characters in the password)")
 
@@ -48,9 +53,13 @@ def is_secret_key(key: str) -> bool:
 
 def problem(url: str) -> str | None:
     """Why ``url`` cannot be used as a database URL, in words that never quote it; or None."""
-    match = _USER_PART.match(url)
-    if match and "@" in url[match.end():]:
-        return AT_IN_PASSWORD
+    _scheme, sep, rest = url.partition("://")
+    if sep and not rest.startswith("/"):  # scheme:///path has no user part to misread
+        ats = rest.count("@")
+        if ats > 1:
+            return AT_IN_PASSWORD
+        if ats == 1 and "?" in rest[:rest.index("@")]:
+            return AT_IN_QUERY
     try:
         parsed = make_url(url)
     except Exception:  # ArgumentError, or ValueError for a port that is no number

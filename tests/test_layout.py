@@ -30,7 +30,8 @@ ROOTS = {"retention": REPO / "retention", "retention.adapters": REPO / "adapters
 ROOMS = ("policy", "adapters", "audit", "run", "daemon", "report", "cli")
 FLOOR = {"core": 0, "policy": 1, "adapters": 2, "audit": 3, "run": 4, "daemon": 5,
          "report": 5, "cli": 6, "api": 7}
-EXEMPT = {"retention", "retention.testing"}  # the top-level API and users' test helpers
+EXEMPT = {"retention", "retention.testing",  # the top-level API and users' test helpers
+          "retention.__main__"}  # python -m retention: the command line
 PUBLIC = ["AdapterError", "AuditError", "AuditStore", "Policy", "PolicyError",
           "RetentionError", "Rule", "RuleOutcome", "RunInfo", "RunOutcome", "Status",
           "UsageError", "Verdict", "build_report", "load_policy", "load_policy_text", "run"]

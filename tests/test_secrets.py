@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from retention import secrets as secrets_module
+from retention import urls
 from retention.audit.store import AuditStore, RunInfo
 from retention.db import create_engine, safe_url
 from retention.errors import PolicyError, RetentionError
@@ -688,3 +689,91 @@ def test_the_audit_store_masks_remembered_passwords_in_run_summaries_and_entry_d
 
     assert summary[0]["error"] == "OperationalError: *** refused"
     assert _assert_no_password_in_tables(url, {secret}) > 10
+
+
+# -- an unencoded '@' in a query-string password -------------------------------------
+
+QUERY_AT_TAIL = ("Hunter2", "pwtail")
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+@pytest.mark.parametrize("where", ["source", "audit"])
+def test_an_unencoded_at_in_a_query_string_password_is_refused_by_every_command(
+        request: pytest.FixtureRequest, tmp_path: Path, kind: str, where: str) -> None:
+    """``?password=Hunter2@pwtail.invalid`` would be read as user ``app@127.0.0.1``, password
+    ``PORT/db?password=Hunter2`` and host ``pwtail.invalid``: exit 2, one line, nothing of
+    it echoed, nothing created, no audit entry."""
+    server: Server = request.getfixturevalue(f"{'postgres' if kind == 'postgresql' else kind}"
+                                             "_server")
+    port = make_url(server.url).port
+    scheme = "postgresql" if kind == "postgresql" else "mysql"
+    bad = f"{scheme}://app@127.0.0.1:{port}/pg_e?password=Hunter2@pwtail.invalid"
+    target = f"sqlite:///{tmp_path}/target.db"
+    _fill(target)
+    before = _rows(target, ORDERS)
+    ws = Workspace(tmp_path, bad if where == "source" else target,
+                   bad if where == "audit" else f"sqlite:///{tmp_path}/audit.db", "Hunter2")
+    line = 7 if where == "source" else 9
+    place = "source 'shop'" if where == "source" else "audit"
+    for args in (("validate", ws.policy), ("plan", ws.policy),
+                 ("report", ws.policy, "--format", "json"), ("status", ws.policy),
+                 ("run", ws.policy, "--as-of", AS_OF, "--format", "json"),
+                 ("audit", "list", ws.policy)):
+        done = ws.run(*args, codes=(2,))
+        assert done.stdout == "", done.stdout
+        assert done.stderr.strip().splitlines() == [
+            f"{ws.policy}:{line}: {place}: url: the password holds an unencoded '@'; "
+            "percent-encode the password (an '@' is %40)"], done.stderr
+    for _command, done in ws.outputs:
+        assert not [t for t in QUERY_AT_TAIL if t in done.stdout + done.stderr], done.stderr
+    assert _rows(target, ORDERS) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secrets.yaml", "target.db"]
+
+
+AT_AFTER_QUERY = [  # one '@', but after the '?': read as the user part's end
+    "postgresql://db.example:5432/shop?password=Kq7@Zx9",
+    "postgresql://app@db.example:5432/shop?password=Kq7@Zx9",  # two, one of them fine
+    "mysql://db.example:3306/shop?passwd=Kq7@Zx9&charset=utf8mb4",
+    "mariadb://db.example/shop?password=Kq7@Zx9",
+]
+
+
+@pytest.mark.parametrize("url", AT_AFTER_QUERY)
+def test_an_at_in_the_query_string_is_refused_without_echoing_it(url: str) -> None:
+    """SQLAlchemy reads any '@' after 'user:' as the end of the user part; only one before
+    the query string is that end."""
+    reason = urls.problem(url)
+    assert reason is not None and "percent-encode" in reason and "%40" in reason
+    assert not [t for t in TAILS if t in reason]
+    with pytest.raises(RetentionError):
+        create_engine(url)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app:pa/ss@db.example/shop",     # an unencoded '/' is read right
+    "postgresql://app:Kq7%40Zx9@db.example/shop",  # the '@' percent-encoded
+    "postgresql://app@db.example/shop?password=Kq7%40Zx9",
+    "sqlite:////tmp/retention@shop/audit.db",       # no user part to misread
+    "postgresql:///shop?host=/run/postgresql&password=Kq7@Zx9",
+])
+def test_urls_whose_at_is_read_where_it_was_written_are_accepted(url: str) -> None:
+    assert urls.problem(url) is None
+
+
+@given(password=st.text(st.characters(blacklist_categories=("Cs", "Cc", "Z"),
+                                      blacklist_characters="&#%+="), max_size=12),
+       user=st.sampled_from(["", "app@", "app:pw@"]),
+       port=st.sampled_from(["", ":5432"]),
+       key=st.sampled_from(["password", "passwd", "sslpassword"]))
+@settings(max_examples=300, deadline=None)
+def test_a_url_retention_accepts_is_read_with_the_host_and_password_where_written(
+        password: str, user: str, port: str, key: str) -> None:
+    """No piece of a query-string password can turn into the host, port or user name."""
+    url = f"postgresql://{user}db.example{port}/shop?{key}={password}"
+    if urls.problem(url) is not None:
+        assert "@" in password
+        return
+    parsed = make_url(url)
+    assert (parsed.host, parsed.database) == ("db.example", "shop")
+    assert parsed.username in (None, "app")
+    assert parsed.query.get(key, "") == password

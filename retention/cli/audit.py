@@ -12,6 +12,7 @@ from retention.audit.store import iso
 from retention.cli.common import POLICY, existing_store, load, out
 from retention.errors import UsageError
 from retention.instants import parse_instant
+from retention.policy.needs import Need
 from retention.report import render
 from retention.run.outcome import EXIT_FAILED, EXIT_OK
 
@@ -29,7 +30,7 @@ def audit() -> None:
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def audit_list(policy: str, limit: int, fmt: str) -> int:
     """The latest runs."""
-    store = existing_store(load(policy))
+    store = existing_store(load(policy, Need.AUDIT))
     try:
         runs = store.runs(limit)
     finally:
@@ -48,7 +49,7 @@ def audit_list(policy: str, limit: int, fmt: str) -> int:
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def audit_show(policy: str, run_id: str, fmt: str) -> int:
     """One run: its rules and the records it changed."""
-    store = existing_store(load(policy))
+    store = existing_store(load(policy, Need.AUDIT))
     try:
         found = store.run(run_id)
         if found is None:
@@ -76,7 +77,7 @@ def audit_show(policy: str, run_id: str, fmt: str) -> int:
 @POLICY
 def audit_verify(policy: str) -> int:
     """Recheck the whole hash chain; name the first entry altered, removed or inserted."""
-    store = existing_store(load(policy))
+    store = existing_store(load(policy, Need.AUDIT))
     try:
         verdict = store.verify()
     finally:
@@ -94,7 +95,7 @@ def audit_verify(policy: str) -> int:
 def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -> int:
     """One line per affected record."""
     instant = iso(parse_instant(since, "--since")) if since else None
-    store = existing_store(load(policy))
+    store = existing_store(load(policy, Need.AUDIT))
     try:
         stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 import traceback
@@ -9,30 +10,63 @@ from pathlib import Path
 
 import click
 
-from retention import logs
-from retention.audit.store import iso
-from retention.cli.audit import audit
 from retention.cli.common import POLICY, existing_store, load, out
-from retention.cli.holds import hold
-from retention.errors import RetentionError, UsageError
+from retention.errors import PhraseError, RetentionError, UsageError
 from retention.instants import parse_instant, utcnow
-from retention.policy.rules import MAX_ROWS
-from retention.report import build as report_module
-from retention.report import render
-from retention.run import engine, stop
+from retention.policy.needs import Need
+from retention.policy.rules import MAX_ROWS, MAX_RUNTIME, MIN_RUNTIME
 from retention.run.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from retention.secrets import scrub
 
 MAX_MISFIRE_GRACE = 366 * 86400  # seconds: a slot missed more than a year ago is history
 
+# Each command imports what it needs when it runs (SQLAlchemy, pendulum, structlog,
+# rich, the drivers), so ``retention --help`` and a command's ``--help`` stay fast.
+# The ``hold`` and ``audit`` groups load from their modules when invoked; their short
+# help is here for ``retention --help`` (tests/cli/test_cli.py checks it is theirs).
+LAZY_GROUPS = {
+    "hold": ("retention.cli.holds", "Legal holds: records no run may touch while the hold "
+             "lasts."),
+    "audit": ("retention.cli.audit", "Read and check the audit log."),
+}
 
-@click.group()
+
+class Commands(click.Group):
+    """The ``retention`` group: commands defined here, and groups loaded when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_GROUPS and cmd_name not in self.commands:
+            module = importlib.import_module(LAZY_GROUPS[cmd_name][0])
+            self.add_command(getattr(module, cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As Click's, with the lazy groups' short help from ``LAZY_GROUPS`` (not imported)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            command = (click.Command(name, help=LAZY_GROUPS[name][1])  # its help, unloaded
+                       if name in LAZY_GROUPS and name not in self.commands
+                       else self.get_command(ctx, name))
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=Commands)
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--debug", is_flag=True, help="Print a traceback for unexpected errors.")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, debug: bool) -> None:
     """Enforce the retention promises of a privacy statement."""
+    from retention import logs
+
     logs.configure(log_level)
     ctx.obj = {"debug": debug, "log_level": log_level}
 
@@ -41,6 +75,8 @@ def cli(ctx: click.Context, log_level: str, debug: bool) -> None:
 @POLICY
 def validate(policy: str) -> int:
     """Check the policy file and the live schemas of its sources."""
+    from retention.run import engine
+
     loaded = load(policy)
     with engine.Session(loaded) as session:
         plans, failed = engine.compile_plans(session, loaded.rules, utcnow())
@@ -60,12 +96,15 @@ def validate(policy: str) -> int:
 @click.option("--as-of", "as_of", help="ISO-8601 instant (default: now).")
 def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
     """Show each rule's cutoff and the SQL it will run."""
+    from retention.run import engine
+
     loaded = load(policy)
     instant = parse_instant(as_of) if as_of else utcnow()
     selected = engine.select_rules(loaded, rules)
     with engine.Session(loaded) as session:
         plans, failed = engine.compile_plans(session, selected, instant,
-                                             engine.held_keys(loaded, instant, None))
+                                             engine.held_keys(loaded, instant, None),
+                                             nothing_due_before_year_1=True)
         for rule in selected:
             click.echo(f"-- rule {rule.name}: {rule.retain}")
             if rule.name in failed:
@@ -94,8 +133,11 @@ def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
 def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples: int,
            rules: tuple[str, ...]) -> int:
     """Dry run for auditors: what is due, what is held, why. Changes nothing."""
+    from retention.report import build as report_module
+    from retention.report import render
+
     loaded = load(policy)
-    instant = parse_instant(as_of) if as_of else utcnow()
+    instant = report_module.parse_as_of(as_of) if as_of else utcnow()
     data = report_module.build(loaded, instant, samples, list(rules) or None)
     out(render.report(data, fmt), output)
     return EXIT_FAILED if any("error" in r for r in data["rules"]) else EXIT_OK
@@ -107,6 +149,8 @@ def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples
 @click.option("--as-of", "as_of", help="ISO-8601 instant, not later than now (default: now).")
 @click.option("--dry-run", is_flag=True, help="Count what would change; change nothing.")
 @click.option("--max-rows", type=click.IntRange(0, MAX_ROWS), help="Lower every rule's max_rows.")
+@click.option("--max-runtime", help="Lower every rule's max_runtime: seconds or a duration "
+              "such as '30 minutes'; no batch starts later, the next run goes on.")
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "json"]))
 @click.option("-q", "--quiet", is_flag=True,
@@ -114,10 +158,20 @@ def report(policy: str, as_of: str | None, fmt: str, output: str | None, samples
 @click.option("--metrics-file", type=click.Path(dir_okay=False),
               help="Write Prometheus metrics here (node_exporter textfile collector).")
 def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
-        max_rows: int | None, fmt: str, quiet: bool, metrics_file: str | None) -> int:
-    """Enforce the policy once (for cron, systemd timers, Kubernetes CronJobs)."""
+        max_rows: int | None, max_runtime: str | None, fmt: str, quiet: bool,
+        metrics_file: str | None) -> int:
+    """Enforce the policy once (for cron, systemd timers, Kubernetes CronJobs).
+
+    On a terminal each rule shows a progress bar on stderr; --dry-run shows how many
+    batches each rule takes and, from the rate of an earlier run, how long.
+    """
+    from retention import logs
+    from retention.report import render
+    from retention.run import engine, estimate, progress, stop
+
     if quiet:
         logs.configure("warning")
+    runtime = _max_runtime(max_runtime)
     loaded = load(policy)
     now = utcnow()
     instant = parse_instant(as_of) if as_of else now
@@ -126,7 +180,8 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
                          "instant would delete early (use 'report' to look ahead)")
     stop.install()
     started = time.monotonic()
-    outcome = engine.run(loaded, instant, rules, dry_run=dry_run, max_rows=max_rows)
+    outcome = engine.run(loaded, instant, rules, dry_run=dry_run, max_rows=max_rows,
+                         max_runtime=runtime, progress=None if quiet else progress.terminal())
     if metrics_file:
         from retention.daemon.metrics import Metrics
 
@@ -138,14 +193,35 @@ def run(policy: str, rules: tuple[str, ...], as_of: str | None, dry_run: bool,
     if fmt == "json":
         out(render.to_json(outcome.as_json()))
     else:
-        columns = ("rule", "status", "deleted", "anonymized", "held", "due", "children",
-                   "blocked", "note")
+        columns: tuple[str, ...] = ("rule", "status", "deleted", "anonymized", "held", "due",
+                                    "children", "blocked", "note")
         rows = [[r.rule, r.status.value, r.deleted, r.anonymized, r.held, r.due,
                  render.counts(r.children), render.counts(r.blocked), r.error or ""]
                 for r in outcome.rules]
+        if dry_run:  # the forecast: batches and expected time
+            columns = (*columns[:-1], "batches", "expected", columns[-1])
+            rows = [[*row[:-1], (r.estimate or {}).get("batches", ""),
+                     estimate.shown(r.estimate), row[-1]]
+                    for row, r in zip(rows, outcome.rules, strict=True)]
         title = f"{'Dry run' if dry_run else 'Run'} {outcome.run_id} of {loaded.name}"
         out(render.table(title, columns, rows))
     return outcome.exit_code
+
+
+def _max_runtime(text: str | None) -> float | None:
+    """``--max-runtime``: seconds or a duration phrase, within the policy key's bounds."""
+    from retention.policy import duration
+
+    if text is None:
+        return None
+    try:
+        seconds = duration.parse(text)
+    except PhraseError as exc:
+        raise UsageError(f"--max-runtime: {exc.reason} in {text[:80]!r}") from None
+    if not MIN_RUNTIME <= seconds <= MAX_RUNTIME:
+        raise UsageError(f"--max-runtime must be between {MIN_RUNTIME:g} and {MAX_RUNTIME:g} "
+                         f"seconds, got {text[:80]!r}")
+    return seconds
 
 
 @cli.command()
@@ -176,6 +252,7 @@ def daemon(policy: str, misfire_grace: int, metrics_port: int | None,
 def status(policy: str, fmt: str) -> int:
     """Last run, next run and backlog of every rule; daemon heartbeats."""
     from retention.daemon import status as status_module
+    from retention.report import render
 
     data = status_module.build(load(policy), utcnow())
     if fmt == "json":
@@ -204,12 +281,20 @@ def status(policy: str, fmt: str) -> int:
 @POLICY
 @click.option("--format", "fmt", default="md", show_default=True,
               type=click.Choice(["md", "html"]))
+@click.option("--lang", default="en", show_default=True, type=click.Choice(["en", "nl"]),
+              help="The language of the shipped wording.")
+@click.option("--templates", type=click.Path(exists=True, file_okay=False),
+              help="A directory of your own templates, tried before the shipped ones.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
-def schedule_command(policy: str, fmt: str, output: str | None) -> int:
-    """The human-readable retention schedule (for the privacy statement)."""
+def schedule_command(policy: str, fmt: str, lang: str, templates: str | None,
+                     output: str | None) -> int:
+    """The human-readable retention schedule (for the privacy statement).
+
+    It reads the policy file only: no database, no URL or hash key from the environment.
+    """
     from retention.report.statement import render_schedule
 
-    out(render_schedule(load(policy), fmt), output)
+    out(render_schedule(load(policy, Need.NOTHING), fmt, lang, templates), output)
     return EXIT_OK
 
 
@@ -221,6 +306,9 @@ def schedule_command(policy: str, fmt: str, output: str | None) -> int:
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def replay(policy: str, since: str, apply_: bool, fmt: str) -> int:
     """Re-apply recorded deletions after a restore from backup."""
+    from retention.audit.store import iso
+    from retention.report import render
+    from retention.run import stop
     from retention.run.replay import replay as replay_deletions
 
     loaded = load(policy)
@@ -244,10 +332,6 @@ def replay(policy: str, since: str, apply_: bool, fmt: str) -> int:
                           ("rule", "table", "restored", "deleted", "left alone", "status"),
                           rows))
     return {"ok": EXIT_OK, "failed": EXIT_FAILED, "skipped": 4}[data["status"]]
-
-
-cli.add_command(hold)
-cli.add_command(audit)
 
 
 @cli.command()

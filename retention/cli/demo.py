@@ -3,7 +3,8 @@
 Everything lives in one directory: the database, the audit store, a copy of the
 example policy and the log file. stdout tells the story; the logs go to the file
 (warnings also to stderr), so a terminal shows tables, not log lines. The closing
-``Try:`` line uses absolute, shell-quoted paths and works from any directory.
+``Try:`` line uses absolute, shell-quoted paths (the console script's too) and works
+from any directory, with or without an activated virtualenv.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -82,6 +84,15 @@ def main(directory: Path, log_level: str = "info") -> int:
     finally:
         store.close()
     assignments = " ".join(f"{name}={shlex.quote(url)}" for name, url in urls.items())
-    click.echo(f"\nTry: {assignments} retention report {shlex.quote(str(policy_file))} "
+    click.echo(f"\nTry: {assignments} {command()} report {shlex.quote(str(policy_file))} "
                "--format json")
     return outcome.exit_code if verdict.ok else 1
+
+
+def command() -> str:
+    """How to run retention again from any shell: the console script this process runs
+    as, by its absolute path (a virtualenv need not be active), else ``PYTHON -m retention``."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name.startswith("retention") and script.is_file():
+        return shlex.quote(str(script.absolute()))
+    return f"{shlex.quote(sys.executable)} -m retention"

@@ -12,6 +12,7 @@ from retention.audit.store import AuditStore
 from retention.cli.common import POLICY, existing_store, load, out
 from retention.errors import UsageError
 from retention.instants import utcnow
+from retention.policy.needs import Need
 from retention.policy.rules import Policy
 from retention.report import render
 from retention.run import engine, holds
@@ -75,7 +76,7 @@ def _until(until: str | None, policy: Policy) -> dt.date | None:
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def hold_list(policy: str, show_all: bool, fmt: str) -> int:
     """The holds of the policy (active ones unless --all)."""
-    loaded = load(policy)
+    loaded = load(policy, Need.AUDIT)
     store = AuditStore.peek(loaded.audit_url)
     found: list[holds.Hold] = []
     if store is not None:
@@ -101,7 +102,7 @@ def hold_list(policy: str, show_all: bool, fmt: str) -> int:
 @click.option("--by", help="Who releases the hold (default: the OS user).")
 def hold_release(policy: str, hold_id: str, by: str | None) -> int:
     """Release a hold: the record follows its rule again."""
-    loaded = load(policy)
+    loaded = load(policy, Need.AUDIT)
     store = existing_store(loaded)
     try:
         released = holds.release(store, loaded.name, hold_id, by)

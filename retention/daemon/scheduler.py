@@ -8,7 +8,8 @@ occurrence, a wall time in the spring gap to the moment the gap ends. Fire
 times are strictly increasing.
 
 Interval schedules are aligned to a fixed epoch so that every replica of the
-daemon computes the same slots.
+daemon computes the same slots. Day-of-week numbers mean what crontab means (0 and 7
+Sunday); APScheduler 3, which starts at Monday = 0, is handed day names.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from retention import calendar
 from retention.errors import PhraseError
-from retention.policy.schedule import Schedule
+from retention.policy.schedule import Schedule, weekdays
 
 UTC = dt.UTC
 _INTERVAL_EPOCH = dt.datetime(2000, 1, 1, tzinfo=UTC)  # interval slots are multiples from here
 _MAX_STEPS = 10_000  # wall-clock slots examined before giving up (a cron that never fires)
 _FIRST_WINDOW = dt.timedelta(hours=2)  # previous_fire looks this far back first
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # ISO weekday 1..7
 
 
 class WallClockTrigger(BaseTrigger):  # type: ignore[misc]
@@ -40,8 +42,9 @@ class WallClockTrigger(BaseTrigger):  # type: ignore[misc]
         try:
             self._wall = CronTrigger(minute=schedule.minute, hour=schedule.hour,
                                      day=schedule.day, month=schedule.month,
-                                     day_of_week=schedule.day_of_week, second="0",
-                                     timezone=UTC)
+                                     day_of_week=_day_names(schedule.day_of_week,
+                                                            schedule.text),
+                                     second="0", timezone=UTC)
         except ValueError as exc:
             raise PhraseError(schedule.text, str(exc)) from None
 
@@ -73,6 +76,18 @@ class WallClockTrigger(BaseTrigger):  # type: ignore[misc]
 
     def __str__(self) -> str:
         return f"wallclock[{self.schedule.text}]"
+
+
+def _day_names(field: str, phrase: str) -> str:
+    """A day-of-week field for APScheduler 3, whose numbers start at Monday = 0: crontab's
+    numbers (0 and 7 Sunday, :func:`retention.policy.schedule.weekdays`) become names."""
+    if field == "*":
+        return field
+    entries = []
+    for expr in field.split(","):
+        days = weekdays(expr, phrase)
+        entries.append(expr if days is None else ",".join(_DAY_NAMES[d - 1] for d in days))
+    return ",".join(entries)
 
 
 def trigger(schedule: Schedule, timezone: str) -> BaseTrigger:

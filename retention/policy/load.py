@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from retention import calendar, secrets, urls
-from retention.errors import PhraseError, PolicyError, Problem
+from retention.errors import PhraseError, PolicyError, Problem, RetentionError
 from retention.period import Retain
+from retention.policy import duration, yamlfile
 from retention.policy import schedule as schedules
-from retention.policy import yamlfile
+from retention.policy.needs import Need, Unset, unset_in
 from retention.policy.parts import Collector as _Collector
 from retention.policy.parts import action as _action
 from retention.policy.parts import children as _children
@@ -32,14 +33,20 @@ from retention.policy.rules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_FRACTION,
+    DEFAULT_PAUSE,
     DEFAULT_SCHEDULE,
     DEFAULT_STATEMENT_TIMEOUT,
     MAX_BATCH_SECONDS,
     MAX_BATCH_SIZE,
     MAX_LOCK_TIMEOUT,
+    MAX_PAUSE,
+    MAX_REPLICA_LAG,
     MAX_ROWS,
+    MAX_RUNTIME,
     MAX_STATEMENT_TIMEOUT,
     MIN_BATCH_SECONDS,
+    MIN_REPLICA_LAG,
+    MIN_RUNTIME,
     MIN_TIMEOUT,
     Policy,
     Rule,
@@ -49,20 +56,29 @@ from retention.stored import EVENT_FORMATS
 
 DEFAULT_AUDIT_URL = "sqlite:///retention-audit.db"  # the embedded audit store
 DEFAULT_TIMEZONE = "UTC"  # calendar of a policy that names none
+MAX_REPLICAS = 64  # replicas watched per source: each is asked before every batch
 
 _TOP_KEYS = {"policy", "version", "timezone", "sources", "audit", "defaults", "rules", "ignore",
              "description"}
 _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "action",
               "legal_basis", "description", "schedule", "batch_size", "max_fraction", "max_rows",
-              "lock_timeout", "statement_timeout", "event_format", "batch_seconds"}
-_SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description"}
+              "lock_timeout", "statement_timeout", "event_format", "pause_between_batches",
+              "max_runtime", "max_replica_lag", "batch_seconds"}
+_SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description",
+                "replicas", "max_replica_lag"}
+_REPLICA_BACKENDS = ("mysql", "mariadb")  # whose replicas report lag on their own connections
 
 
 
 
 
-def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Policy:
-    """Read and check ``path``. Raises :class:`PolicyError` listing every problem found."""
+def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = None,
+                need: Need = Need.ALL) -> Policy:
+    """Read and check ``path``. Raises :class:`PolicyError` listing every problem found.
+
+    ``need``: what the command needs from the environment (:mod:`retention.policy.needs`);
+    sources' settings and hash keys it does not need may be unset.
+    """
     shown = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -73,7 +89,8 @@ def load_policy(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError([_not_utf8(raw, exc, shown, env)]) from None
-    return load_policy_text(text, shown, env, sha256=hashlib.sha256(raw).hexdigest())
+    return load_policy_text(text, shown, env, sha256=hashlib.sha256(raw).hexdigest(),
+                            need=need)
 
 
 def _not_utf8(raw: bytes, exc: UnicodeDecodeError, path: str,
@@ -102,11 +119,12 @@ def _rule_at(tree: Any, line: int) -> str | None:
 
 
 def load_policy_text(
-    text: str, path: str, env: Mapping[str, str] | None = None, sha256: str | None = None
+    text: str, path: str, env: Mapping[str, str] | None = None, sha256: str | None = None,
+    need: Need = Need.ALL,
 ) -> Policy:
     """Like :func:`load_policy` for text already read; ``path`` is only used in messages."""
-    tree, problems = yamlfile.load(text, path, env)
-    out = _Collector(path, os.environ if env is None else env)
+    tree, problems = yamlfile.load(text, path, env, need.tolerates)
+    out = _Collector(path, os.environ if env is None else env, need)
     out.problems.extend(_in_rule(p) for p in problems)
     if tree is None:
         raise PolicyError(out.problems)
@@ -151,15 +169,19 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
 
     sources = _sources(tree.get("sources"), tree.line_of("sources"), out)
     audit = tree.get("audit")
-    audit_url = DEFAULT_AUDIT_URL
+    audit_url: str | Unset = DEFAULT_AUDIT_URL
     if audit is None:
         pass
     elif isinstance(audit, yamlfile.LineDict):
         for key in audit:
             if key != "url":
                 out.add(audit.line_of(key), None, f"unknown key {key!r} in 'audit'")
-        audit_url = str(audit.get("url") or DEFAULT_AUDIT_URL)
-        _check_url(audit_url, audit.line_of("url"), "audit: url", True, out)
+        if isinstance(audit.get("url"), Unset):
+            audit_url = audit["url"]
+            out.unset.extend(unset_in([audit_url]))
+        else:
+            audit_url = str(audit.get("url") or DEFAULT_AUDIT_URL)
+            _check_url(audit_url, audit.line_of("url"), "audit: url", True, out)
     else:
         out.add(tree.line_of("audit"), None, "'audit' must be a mapping with 'url'")
 
@@ -192,8 +214,9 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
         return None
     return Policy(
         name=name, version=None if version is None else str(version), timezone=str(tz_name),
-        path=out.path, sha256=sha256, sources=sources, audit_url=audit_url,
+        path=out.path, sha256=sha256, sources=sources, audit=audit_url,
         rules=tuple(rules), ignore=ignore,
+        unset=tuple(sorted(out.unset, key=lambda p: p.line or 0)),
     )
 
 
@@ -220,19 +243,79 @@ def _sources(tree: Any, line: int, out: _Collector) -> dict[str, Source]:
         if isinstance(body.get("url"), str) and body["url"]:
             _check_url(body["url"], body.line_of("url"), f"source {name!r}: url",
                        adapter == "sql", out)
+        _replicas(str(name), body, adapter, out)
+        lag = body.get("max_replica_lag")
+        if "max_replica_lag" in body and not _lag_fits(lag):
+            out.add(body.line_of("max_replica_lag"), None,
+                    f"source {name!r}: 'max_replica_lag' must be seconds between "
+                    f"{MIN_REPLICA_LAG} and {MAX_REPLICA_LAG}, got {_shown(lag)}")
         options = {k: v for k, v in body.items() if k != "adapter"}
-        sources[str(name)] = Source(str(name), adapter, options, at)
+        out.unset.extend(unset_in(options.values()))
+        sources[str(name)] = Source(str(name), adapter, options, at, dict(body.lines))
     return sources
+
+
+def _backend(url: Any) -> str | None:
+    """The database a URL names (``postgresql``, ``mariadb``, ...), or None if it is no URL."""
+    try:
+        return urls.parse(url).get_backend_name() if isinstance(url, str) and url else None
+    except RetentionError:
+        return None
+
+
+def _replicas(name: str, body: yamlfile.LineDict, adapter: str, out: _Collector) -> None:
+    """A source's ``replicas``: MariaDB/MySQL URLs, checked (and masked) like its ``url``."""
+    if "replicas" not in body:
+        return
+    found, line = body["replicas"], body.line_of("replicas")
+    where = f"source {name!r}: replicas"
+    if not isinstance(found, yamlfile.LineList) or not found:
+        out.add(line, None, f"{where} must be a list of MariaDB/MySQL URLs")
+        return
+    if len(found) > MAX_REPLICAS:
+        out.add(line, None, f"{where}: {len(found)} replicas, more than {MAX_REPLICAS}")
+        return
+    backend = _backend(body.get("url"))
+    if adapter != "sql" or (backend is not None and backend not in _REPLICA_BACKENDS):
+        why = ("PostgreSQL reports its replicas' lag on the primary (pg_stat_replication), "
+               "so it needs no list" if backend == "postgresql" else
+               "only MariaDB/MySQL sources list their replicas")
+        out.add(line, None, f"{where}: {why}")
+        return
+    for i, url in enumerate(found):
+        at = found.lines[i]
+        if isinstance(url, Unset):  # a command that does not connect to it
+            continue
+        if not isinstance(url, str) or not url:
+            out.add(at, None, f"{where}[{i}] must be a MariaDB/MySQL URL")
+            continue
+        _check_url(url, at, f"{where}[{i}]", True, out)
+        if urls.problem(url) is None and _backend(url) not in _REPLICA_BACKENDS:
+            out.add(at, None, f"{where}[{i}] must be a MariaDB/MySQL URL "
+                    "(mysql://, mariadb://, with a driver if you like)")
+
+
+def _lag_unreadable(source: Source) -> str | None:
+    """Why ``source`` cannot tell its replicas' lag, or None (another adapter: asked later)."""
+    if source.adapter != "sql":
+        return None
+    backend = _backend(source.options.get("url"))
+    if backend == "sqlite":
+        return f"max_replica_lag: source {source.name!r} is SQLite, which has no replicas"
+    if backend in _REPLICA_BACKENDS and not source.options.get("replicas"):
+        return (f"max_replica_lag: MariaDB/MySQL replicas report their lag on their own "
+                f"connections; list them under source {source.name!r} as 'replicas: [URL, ...]'")
+    return None
 
 
 def _check_url(url: str, line: int, what: str, database: bool, out: _Collector) -> None:
     """Remember the URL's passwords; a URL that cannot be used is a problem, never echoed.
 
     ``database``: the URL is opened with SQLAlchemy, so it must parse as one; other
-    adapters' URLs are only checked for an unencoded '@' in the password.
+    adapters' URLs are only checked for an unencoded '@' that would misplace a password.
     """
     reason = urls.problem(url)
-    if reason == urls.AT_IN_PASSWORD or (reason is not None and database):
+    if reason in urls.AT_PROBLEMS or (reason is not None and database):
         out.add(line, None, f"{what}: {reason}")
         return  # nothing will open it
     for secret in urls.secrets_in(url):
@@ -314,6 +397,11 @@ def _rule(
     if event_format is not None and event_format not in EVENT_FORMATS:
         out.add(at("event_format"), name, f"'event_format' must be one of "
                 f"{', '.join(EVENT_FORMATS)}, got {event_format!r}")
+    pause = _number(merged, "pause_between_batches", DEFAULT_PAUSE, float, at, name, out,
+                    low=0.0, high=MAX_PAUSE)
+    max_runtime = _duration(merged, "max_runtime", at, name, out, MIN_RUNTIME, MAX_RUNTIME)
+    max_lag = _lag(name, body, merged, at, lines,
+                   sources.get(source) if isinstance(source, str) else None, out)
     if len(out.problems) > before or retain is None:
         return None
     return Rule(
@@ -326,8 +414,59 @@ def _rule(
         lock_timeout=float(lock_timeout), statement_timeout=float(statement_timeout),
         line=line, lines=lines,
         event_format=None if event_format is None else str(event_format),
+        pause_between_batches=float(pause), max_runtime=max_runtime, max_replica_lag=max_lag,
         batch_seconds=float(batch_seconds),
     )
+
+
+def _lag(name: str, body: Mapping[str, Any], merged: Mapping[str, Any], at: Any,
+         lines: dict[str, int], source: Source | None, out: _Collector) -> float | None:
+    """A rule's ``max_replica_lag``: its own, else its source's, else the defaults'."""
+    value: Any
+    if "max_replica_lag" not in body and source is not None \
+            and "max_replica_lag" in source.options:
+        value = source.options["max_replica_lag"]  # checked with the source
+        lines["max_replica_lag"] = source.lines.get("max_replica_lag", source.line)
+        if not _lag_fits(value):
+            return None
+    else:
+        before = len(out.problems)
+        value = _number(merged, "max_replica_lag", None, float, at, name, out,
+                        low=MIN_REPLICA_LAG, high=MAX_REPLICA_LAG)
+        if len(out.problems) > before:
+            return None
+        if "max_replica_lag" in merged:
+            lines.setdefault("max_replica_lag", at("max_replica_lag"))
+    if value is None or source is None:
+        return None
+    why = _lag_unreadable(source)
+    if why:
+        out.add(lines["max_replica_lag"], name, why)
+    return float(value)
+
+
+def _lag_fits(value: Any) -> bool:
+    """Whether ``value`` is a finite number of seconds a replica may lag (NaN is not)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and MIN_REPLICA_LAG <= value <= MAX_REPLICA_LAG)
+
+
+def _duration(merged: Mapping[str, Any], key: str, at: Any, name: str, out: _Collector,
+              low: float, high: float) -> float | None:
+    """Seconds, or a phrase such as ``30 minutes`` (:mod:`retention.policy.duration`)."""
+    value = merged.get(key)
+    if value is None:
+        return None
+    try:
+        found = duration.seconds(value)
+    except PhraseError as exc:
+        out.add(at(key), name, f"{key}: {exc.reason} in {_shown(exc.phrase)}")
+        return None
+    if not low <= found <= high:
+        out.add(at(key), name, f"{key!r} must be between {low:g} and {high:g} seconds "
+                f"({high / 86400:g} days), got {_shown(value)}")
+        return None
+    return found
 
 
 def _check_period(retain: Retain, tz: str) -> None:

@@ -12,14 +12,17 @@ from typing import Any
 from retention.actions import Action, ColumnAction, Strategy
 from retention.errors import Problem
 from retention.filters import Filter, Op
+from retention.policy.needs import Need
 from retention.policy.rules import DEFAULT_HASH_KEY_ENV, Child, Source
 
 
 class Collector:
-    def __init__(self, path: str, env: Mapping[str, str]) -> None:
+    def __init__(self, path: str, env: Mapping[str, str], need: Need = Need.ALL) -> None:
         self.path = path
         self.env = env  # where ${VAR} and the hash keys are looked up
+        self.need = need  # what the command loading the policy needs from the environment
         self.problems: list[Problem] = []
+        self.unset: list[Problem] = []  # settings the command does not need, left unset
 
     def add(self, line: int | None, rule: str | None, message: str) -> None:
         self.problems.append(Problem(self.path, line, rule, message))
@@ -44,8 +47,13 @@ def filters(tree: Any, line: int, rule: str, out: Collector) -> tuple[Filter, ..
             value = value["not"]
         if value is None:
             found.append(Filter(column, Op.NOT_NULL if negated else Op.IS_NULL))
+        elif isinstance(value, list) and not value:
+            out.add(line, rule, f"where {column!r}: " + (
+                "{not: []} excludes nothing; list the values to exclude or remove the entry"
+                if negated else "an empty list matches nothing, so the rule would never "
+                "select a row; list the values to match"))
         elif isinstance(value, list):
-            if not value or any(isinstance(v, dict | list) or v is None for v in value):
+            if any(isinstance(v, dict | list) or v is None for v in value):
                 out.add(line, rule, f"where {column!r}: a list needs plain values")
             else:
                 found.append(Filter(column, Op.NOT_IN if negated else Op.IN, tuple(value)))
@@ -84,7 +92,9 @@ def action(tree: Any, line: int, rule: str, out: Collector) -> Action:
             out.add(line, rule, parsed)
             continue
         if parsed.key_env is not None and not out.env.get(parsed.key_env):
-            out.add(line, rule, f"environment variable {parsed.key_env} (the hash key) is not set")
+            missing = Problem(out.path, line, rule,
+                              f"environment variable {parsed.key_env} (the hash key) is not set")
+            (out.problems if out.need.hash_keys else out.unset).append(missing)
         columns.append(parsed)
     return Action(tuple(columns))
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retention.actions import DELETE, Action
+from retention.errors import Problem
 from retention.filters import Filter
 from retention.period import Retain
+from retention.policy.needs import Unset, usable
 
 DEFAULT_BATCH_SIZE = 50_000  # most rows per batch transaction (batches are sized by time)
 DEFAULT_BATCH_SECONDS = 0.2  # the time a batch transaction should take (short locks)
@@ -23,6 +25,12 @@ MIN_TIMEOUT = 0.001  # seconds: the databases count timeouts in milliseconds
 MAX_LOCK_TIMEOUT = 3600.0  # seconds: a batch waiting an hour for a lock should fail instead
 MAX_STATEMENT_TIMEOUT = 86400.0  # seconds: one statement of a batch running for a day
 DEFAULT_HASH_KEY_ENV = "RETENTION_HASH_KEY"  # environment variable holding the HMAC key
+DEFAULT_PAUSE = 0.0  # seconds between batches: none, unless the policy asks for politeness
+MAX_PAUSE = 3600.0  # seconds: an hour between batches is a typo, not a pace
+MIN_RUNTIME = 1.0  # seconds: a shorter max_runtime could never finish a batch
+MAX_RUNTIME = 7 * 86400.0  # seconds: a run allowed to last longer than a week has no limit
+MIN_REPLICA_LAG = 0.1  # seconds: below this the databases' own lag figures are noise
+MAX_REPLICA_LAG = 86400.0  # seconds: a replica a day behind is broken, not lagging
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,7 @@ class Source:
     adapter: str
     options: dict[str, Any] = field(hash=False, repr=False)  # the URL holds a password
     line: int = 0
+    lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)  # per key
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,9 @@ class Rule:
     line: int = field(default=0, compare=False)  # where it is written is not what it says
     lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
     event_format: str | None = None  # unix_seconds / unix_millis: epoch numbers, not times
+    pause_between_batches: float = DEFAULT_PAUSE  # seconds of rest after each batch
+    max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
+    max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
     batch_seconds: float = DEFAULT_BATCH_SECONDS
 
     def line_of(self, key: str) -> int:
@@ -76,9 +88,16 @@ class Policy:
     path: str
     sha256: str
     sources: dict[str, Source] = field(hash=False)
-    audit_url: str = field(repr=False)  # may hold a password
+    audit: str | Unset = field(repr=False)  # the audit store's URL (may hold a password)
     rules: tuple[Rule, ...]
     ignore: tuple[tuple[str, str], ...] = ()  # (source, table) that no rule needs to cover
+    # settings left unset because the loading command does not need them (needs.Need)
+    unset: tuple[Problem, ...] = field(default=(), compare=False)
+
+    @property
+    def audit_url(self) -> str:
+        """The audit store's URL; raises :class:`PolicyError` if it was left unset."""
+        return usable(self.audit)
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:

@@ -9,8 +9,10 @@ clock times in the policy's time zone. The result is plain data;
 Cron fields are checked here, without APScheduler, exactly as APScheduler 3's
 ``CronTrigger`` checks them: values within each field's range, ``a-b`` ranges that
 do not run backwards, ``*/n`` and ``a-b/n`` steps no longer than their range, lists
-with ``,``, month names (``jan``-``dec``) and day names (``mon``-``sun``, Monday
-being 0) and ``last`` for the last day of the month.
+with ``,``, month names (``jan``-``dec``) and day names (``mon``-``sun``) and
+``last`` for the last day of the month. One difference: day-of-week *numbers* mean
+what crontab means, 0 to 7 with 0 and 7 Sunday (APScheduler 3 counts from Monday = 0);
+:func:`weekdays` says which days an entry names, and the daemon's trigger uses it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ MAX_INTERVAL_SECONDS = 366 * 86400  # 'every N ...' at most yearly; longer is a 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 # (field, least value, greatest value) of the five cron fields, in order
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12),
-           ("day_of_week", 0, 6))
+           ("day_of_week", 0, 7))  # crontab's day numbers: 0 and 7 are Sunday
 _ALL = re.compile(r"\*(?:/([0-9]+))?")  # * or */step
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?(?:/([0-9]+))?")  # a, a-b, a/step, a-b/step
 _NAMES = re.compile(r"([a-z]+)(?:-([a-z]+))?", re.IGNORECASE)  # jan, jan-mar; mon, mon-fri
@@ -123,6 +125,24 @@ def _cron(text: str) -> Schedule:
             _check_expression(name, low, high, expr, text)
     minute, hour, day, month, dow = fields
     return Schedule(text, minute=minute, hour=hour, day=day, month=month, day_of_week=dow)
+
+
+def weekdays(expr: str, phrase: str) -> tuple[int, ...] | None:
+    """The ISO weekdays (1 Monday ... 7 Sunday) that one entry of a day-of-week list names
+    in numbers, as crontab reads them (0 and 7 Sunday, 1 Monday, ..., 6 Saturday; ``*``
+    is 0-7 and a step counts from the start of its range); None for a name (``mon-fri``),
+    which means what it says. Raises :class:`PhraseError` for an entry :func:`parse`
+    refuses."""
+    _check_expression("day_of_week", 0, 7, expr, phrase)
+    if (match := _ALL.fullmatch(expr)) is not None:
+        first, last, step = 0, 7, match.group(1)
+    elif (match := _RANGE.fullmatch(expr)) is not None:
+        first, step = int(match.group(1)), match.group(3)
+        last = int(match.group(2)) if match.group(2) is not None else 7 if step else first
+    else:
+        return None
+    return tuple(sorted({number % 7 or 7 for number in range(first, last + 1,
+                                                              int(step or 1))}))
 
 
 def _check_expression(name: str, low: int, high: int, expr: str, phrase: str) -> None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import yaml
 
 from retention.errors import Problem
+from retention.policy.needs import Unset
 
 MAX_VALUES = 100_000  # values a file may expand to, aliases counted in full (a policy has ~100s)
 MAX_DEPTH = 50  # levels of nesting (a policy needs 6); far below Python's recursion limit
@@ -146,10 +147,14 @@ class _Loader(yaml.SafeLoader):
         raise _TooBig(mark, tuple(self._keys), message)
 
 
+Tolerate = Callable[[tuple[str, ...]], bool]  # may the value at these keys be left unset?
+
+
 class _Builder:
-    def __init__(self, path: str, env: Mapping[str, str]) -> None:
+    def __init__(self, path: str, env: Mapping[str, str], tolerate: Tolerate | None) -> None:
         self.path = path
         self.env = env
+        self.tolerate = tolerate
         self.problems: list[Problem] = []
         self._loader = yaml.SafeLoader("")  # only its scalar resolvers are used
 
@@ -183,9 +188,11 @@ class _Builder:
             constructed, missing = interpolate(constructed, self.env)
             if node.style is None and not missing:  # a plain scalar: type it like YAML would
                 constructed = self._retyped(constructed, node, keys)
-            for name in missing:
-                self.problems.append(Problem(self.path, line, None,
-                                             f"environment variable {name} is not set", keys))
+            unset = [Problem(self.path, line, None, f"environment variable {name} is not set",
+                             keys) for name in missing]
+            if unset and self.tolerate is not None and self.tolerate(keys):
+                return Unset(tuple(unset))  # never the text with the variable left out
+            self.problems.extend(unset)
         return constructed
 
     def _retyped(self, text: str, node: yaml.ScalarNode, keys: tuple[str, ...]) -> Any:
@@ -223,10 +230,14 @@ def _short(text: str, limit: int = 40) -> str:
 
 
 def load(
-    text: str, path: str, env: Mapping[str, str] | None = None
+    text: str, path: str, env: Mapping[str, str] | None = None, tolerate: Tolerate | None = None
 ) -> tuple[Any, list[Problem]]:
-    """Parse ``text``; return the value tree and the problems found (never raises for YAML)."""
-    builder = _Builder(path, os.environ if env is None else env)
+    """Parse ``text``; return the value tree and the problems found (never raises for YAML).
+
+    A value with an unset ``${VAR}`` is a problem, unless ``tolerate`` accepts its keys:
+    then it is an :class:`~retention.policy.needs.Unset` (see ``load_policy``'s ``need``).
+    """
+    builder = _Builder(path, os.environ if env is None else env, tolerate)
     try:
         loader = _Loader(text)
         try:

@@ -9,9 +9,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 REPORT_COLUMNS = ("rule", "action", "due", "held", "due_next_30d", "cutoff", "oldest_due_event",
                   "blocked", "would_stop", "unreadable_events")
 
@@ -23,6 +20,9 @@ def to_json(data: Any) -> str:
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
           width: int = 160) -> str:
     """A table as text; plain box characters when the output is not a terminal."""
+    from rich.console import Console  # only tables need rich
+    from rich.table import Table
+
     out = Table(title=title, show_lines=False)
     for column in columns:
         out.add_column(column, overflow="fold")

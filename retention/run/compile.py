@@ -35,22 +35,48 @@ def blocking_references(rule: Rule, foreign_keys: tuple[ForeignKeyInfo, ...]
     A delete rule removes a row with its declared children; any other foreign key
     into the table (from another table, from the table itself, from a child by
     another column) or into a declared child (from a table that is not declared)
-    would make the delete fail, so the rows it references are kept. An anonymize
-    rule keeps every row and has none.
+    would make the delete fail, so the rows it references are kept; so does any key
+    from a table of another schema. An anonymize rule keeps every row and has none.
     """
     if rule.action.columns:
         return ()
     children = {c.table: c.key for c in rule.children}
     found: set[Reference] = set()
     for fk in foreign_keys:
+        # a table of another schema is never a declared child
+        declared = fk.schema is None and fk.table in children
         if fk.referred == rule.table:
-            if children.get(fk.table) is not None and fk.columns == (children[fk.table],):
+            if declared and fk.columns == (children[fk.table],):
                 continue  # the declared child's own key: removed with its parent
-            found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns))
-        elif fk.referred in children and fk.table not in children:
             found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns,
-                                via_key=children[fk.referred]))
-    return tuple(sorted(found, key=lambda r: (r.table, r.columns, r.referred)))
+                                schema=fk.schema))
+        elif fk.referred in children and not declared:
+            found.add(Reference(fk.table, fk.columns, fk.referred, fk.referred_columns,
+                                via_key=children[fk.referred], schema=fk.schema))
+    return tuple(sorted(found, key=lambda r: (r.qualified, r.columns, r.referred)))
+
+
+def _bound(cut: dt.datetime, rule: Rule, kind: EventType, predicate: Predicate,
+           forms: StoredForms | None, tz: dt.tzinfo) -> Any:
+    """The cutoff in the terms of the stored values the predicate compares."""
+    # Calendar spans: every event of the cutoff's microsecond is due (finer stored values).
+    whole = rule.retain.kind is Kind.CALENDAR
+    if predicate is Predicate.EPOCH:
+        assert rule.event_format is not None
+        return stored.epoch_bound(cut, rule.event_format, whole,
+                                  real=bool(forms and forms.reals))
+    if predicate is Predicate.PARSED:
+        return stored.cutoff_key(cut, whole)
+    if forms is not None:  # canonical text: compared as text
+        return (calendar.cutoff_date(cut, tz).isoformat() if kind is EventType.DATE
+                else stored.cutoff_key(cut, whole))
+    if kind is EventType.DATE:
+        return calendar.cutoff_date(cut, tz)
+    if kind is EventType.NAIVE_LOCAL:
+        return calendar.naive_local_bound(cut, tz)
+    if kind is EventType.NAIVE_UTC:
+        return cut.replace(tzinfo=None)
+    return cut
 
 
 def make_plan(
@@ -63,6 +89,7 @@ def make_plan(
     held_keys: tuple[tuple[Any, ...], ...] = (),
     foreign_keys: tuple[ForeignKeyInfo, ...] = (),
     forms: StoredForms | None = None,
+    nothing_due_before_year_1: bool = False,
 ) -> Plan:
     """Compile ``rule`` at instant ``as_of``; ``table`` must have been validated.
 
@@ -70,7 +97,9 @@ def make_plan(
     ``forms`` is what the event column holds where the database lets a column hold
     any type (SQLite); None where the declared type is what it holds.
     Raises :class:`PolicyError` (on the rule's ``retain`` line) when the cutoff at
-    ``as_of`` falls outside the calendar.
+    ``as_of`` falls outside the calendar, unless ``nothing_due_before_year_1`` (report,
+    plan: any instant is accepted): then such a cutoff lies before year 1 and the plan's
+    cutoff is :data:`calendar.BEFORE_EVERY_EVENT`, which selects nothing.
     """
     tz = calendar.zone(policy.timezone)
     column = table.columns[rule.event_column]
@@ -82,31 +111,17 @@ def make_plan(
     predicate, reason = choose_predicate(column, kind, forms, rule.event_format)
     try:
         cut = calendar.cutoff(as_of, rule.retain, tz)
-        # Calendar spans: every event of the cutoff's microsecond is due (finer stored values).
-        whole = rule.retain.kind is Kind.CALENDAR
-        bound: Any
-        if predicate is Predicate.EPOCH:
-            assert rule.event_format is not None
-            bound = stored.epoch_bound(cut, rule.event_format, whole,
-                                       real=bool(forms and forms.reals))
-        elif predicate is Predicate.PARSED:
-            bound = stored.cutoff_key(cut, whole)
-        elif forms is not None:  # canonical text: compared as text
-            bound = (calendar.cutoff_date(cut, tz).isoformat() if kind is EventType.DATE
-                     else stored.cutoff_key(cut, whole))
-        elif kind is EventType.DATE:
-            bound = calendar.cutoff_date(cut, tz)
-        elif kind is EventType.NAIVE_LOCAL:
-            bound = calendar.naive_local_bound(cut, tz)
-        elif kind is EventType.NAIVE_UTC:
-            bound = cut.replace(tzinfo=None)
-        else:
-            bound = cut
+        bound = _bound(cut, rule, kind, predicate, forms, tz)
     except (OverflowError, ValueError):  # the date arithmetic left years 1..9999
-        raise PolicyError.single(
-            policy.path, rule.line_of("retain"), rule.name,
-            f"as of {calendar.aware(as_of).isoformat()} the cutoff of '{rule.retain}' falls "
-            "outside the calendar (years 1 to 9999)") from None
+        if not nothing_due_before_year_1:
+            raise PolicyError.single(
+                policy.path, rule.line_of("retain"), rule.name,
+                f"as of {calendar.aware(as_of).isoformat()} the cutoff of '{rule.retain}' "
+                "falls outside the calendar (years 1 to 9999)") from None
+        # A cutoff never lies after as_of (<= the calendar's end), so this one lies before
+        # year 1: nothing is due yet.
+        cut = calendar.BEFORE_EVERY_EVENT
+        bound = _bound(cut, rule, kind, predicate, forms, tz)
     return Plan(
         policy=policy.name,
         rule=rule.name,
@@ -137,5 +152,8 @@ def make_plan(
         predicate=predicate,
         predicate_reason=reason,
         naive_zone=policy.timezone if naive_timestamps == "local" else "",
+        pause_between_batches=rule.pause_between_batches,
+        max_runtime=rule.max_runtime,
+        max_replica_lag=rule.max_replica_lag,
         batch_seconds=rule.batch_seconds,
     )

@@ -28,6 +28,7 @@ from retention.run import lease as leases
 from retention.run import retry, sizing, stop
 from retention.run.outcome import RuleOutcome, Status
 from retention.run.reconcile import forget_marks, new_batch_id, reconcile
+from retention.run.throttle import Pace
 from retention.run.validate import reason
 from retention.secrets import scrub
 
@@ -57,8 +58,14 @@ def limit_reason(plan: Plan, count: DueCount, max_rows: int | None) -> str | Non
 def enforce(
     policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
     store: AuditStore | None, run_id: str, dry_run: bool, max_rows: int | None, log: Any,
+    pace: Pace | None = None,
 ) -> None:
-    """Run ``plan`` and fill ``result``; never raises (a failure becomes ``failed``)."""
+    """Run ``plan`` and fill ``result``; never raises (a failure becomes ``failed``).
+
+    ``pace`` makes the between-batch decisions (:mod:`retention.run.throttle`); by
+    default the plan's own, with log lines rather than a progress bar.
+    """
+    pace = pace or Pace(plan, adapter, result, log)
     result.cutoff, result.plan = plan.cutoff, plan.describe()
     lease = None
     try:
@@ -84,7 +91,7 @@ def enforce(
             result.children = dict(count.children)
             return
         assert store is not None and lease is not None
-        _batches(policy, adapter, plan, result, store, run_id, lease, log)
+        _batches(policy, adapter, plan, result, store, run_id, lease, log, pace)
         log.info("rule_finished", status=result.status.value, deleted=result.deleted,
                  anonymized=result.anonymized, children=result.children)
     except Exception as exc:
@@ -94,32 +101,35 @@ def enforce(
         log.error("rule_failed", error=result.error,
                   traceback=scrub("".join(traceback.format_exception(exc))))
     finally:
+        pace.close()
         if lease is not None:
             lease.release()
 
 
 def _batches(
     policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome, store: AuditStore,
-    run_id: str, lease: leases.Lease, log: Any,
+    run_id: str, lease: leases.Lease, log: Any, pace: Pace,
 ) -> None:
     source_url = getattr(adapter, "raw_url", None)
     together = isinstance(source_url, str) and store.shares_database_with(source_url)
     closed: list[str] = []  # confirmed batches whose markers may go
     try:
-        _loop(policy, adapter, plan, result, store, run_id, lease, log, together, closed)
+        _loop(policy, adapter, plan, result, store, run_id, lease, log, together, closed, pace)
     finally:
         forget_marks(adapter, closed, log)
 
 
 def _loop(
     policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome, store: AuditStore,
-    run_id: str, lease: leases.Lease, log: Any, together: bool, closed: list[str],
+    run_id: str, lease: leases.Lease, log: Any, together: bool, closed: list[str], pace: Pace,
 ) -> None:
     after: tuple[Any, ...] | None = None
     attempt = 0
     reading = records.Reading.of(plan)
     sizer = sizing.Sizer(plan.batch_size, plan.batch_seconds)
     while True:
+        if not pace.before_batch():  # pause, replica lag; False: max_runtime has passed
+            return
         if stop.requested.is_set():
             result.status = Status.INTERRUPTED
             log.warning("rule_interrupted", deleted=result.deleted,
@@ -164,9 +174,7 @@ def _loop(
                 forget_marks(adapter, closed, log)
         _count(result, plan, [(r.table, r.action, r.count) for r in batch.removed]
                + [(r.table, r.action, 1) for r in batch.rows])
-        if changed:
-            log.info("batch_committed", rows=changed, batch_id=batch_id, batch_size=size,
-                     seconds=round(took, 4))
+        pace.after_batch(changed, batch_id)  # batch_committed, or the progress bar
         if batch.scanned < size:
             return
         after = batch.last_key

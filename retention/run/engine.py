@@ -21,13 +21,14 @@ from retention import calendar
 from retention.adapters.protocol import Adapter
 from retention.adapters.registry import open_adapter
 from retention.audit.store import AuditStore, RunInfo
-from retention.errors import PolicyError, Problem, RetentionError, UsageError
+from retention.errors import PolicyError, Problem, RetentionError, SourceError, UsageError
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
-from retention.run import holds, stop, validate
+from retention.run import estimate, holds, stop, validate
 from retention.run.compile import make_plan
 from retention.run.enforce import enforce
 from retention.run.outcome import RuleOutcome, RunOutcome, Status
+from retention.run.throttle import Pace, runtime_limit
 
 log = structlog.get_logger("retention.run.engine")
 
@@ -40,9 +41,20 @@ class Session:
     adapters: dict[str, Adapter] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)  # of the last compile_plans
 
+    def __post_init__(self) -> None:
+        if self.policy.unset:  # loaded for a command that opens no source (policy.needs)
+            raise PolicyError(self.policy.unset)
+
     def adapter(self, source: str) -> Adapter:
+        """The open adapter of ``source``. Raises :class:`PolicyError` (on the source's
+        line) for a source that cannot be used as written."""
         if source not in self.adapters:
-            self.adapters[source] = open_adapter(self.policy.sources[source])
+            found = self.policy.sources[source]
+            try:
+                self.adapters[source] = open_adapter(found)
+            except SourceError as exc:
+                raise PolicyError.single(self.policy.path, found.line, None,
+                                         f"source {source!r}: {exc.reason}") from None
         return self.adapters[source]
 
     def close(self) -> None:
@@ -71,12 +83,13 @@ HeldKeys = Callable[[Rule, tuple[str, ...]], tuple[tuple[Any, ...], ...]]
 
 def compile_plans(
     session: Session, rules: tuple[Rule, ...], as_of: dt.datetime,
-    held: HeldKeys | None = None,
+    held: HeldKeys | None = None, nothing_due_before_year_1: bool = False,
 ) -> tuple[dict[str, Plan], dict[str, str]]:
     """Plans for ``rules`` at ``as_of``, and the failure reason of rules whose source is down.
 
-    Raises :class:`PolicyError` when the live schema does not fit the policy; what
-    is valid but worth a warning is left in ``session.warnings``.
+    Raises :class:`PolicyError` when the live schema does not fit the policy, or a
+    cutoff falls outside the calendar (unless ``nothing_due_before_year_1``: see
+    :func:`make_plan`); what is valid but worth a warning is left in ``session.warnings``.
     """
     policy = session.policy
     adapters: dict[str, Adapter] = {}
@@ -108,6 +121,7 @@ def compile_plans(
                 as_of, naive, held(rule, table.primary_key) if held else (),
                 foreign_keys=schema.foreign_keys_of(rule),
                 forms=schema.forms.get((rule.source, rule.table, rule.event_column)),
+                nothing_due_before_year_1=nothing_due_before_year_1,
             )
         except PolicyError as exc:  # a cutoff outside the calendar: every rule's, then stop
             problems.extend(exc.problems)
@@ -149,8 +163,14 @@ def held_keys(policy: Policy, as_of: dt.datetime, store: AuditStore | None) -> H
 def run(
     policy: Policy, as_of: dt.datetime, rule_names: Iterable[str] | None = None,
     dry_run: bool = False, max_rows: int | None = None, audit: AuditStore | None = None,
+    max_runtime: float | None = None, progress: Any = None,
 ) -> RunOutcome:
-    """Enforce ``policy`` as of ``as_of``. Raises only for bad input (nothing changed then)."""
+    """Enforce ``policy`` as of ``as_of``. Raises only for bad input (nothing changed then).
+
+    ``max_runtime`` (seconds) lowers every rule's own; ``progress``, a rich ``Console``,
+    shows a progress bar per rule there instead of a log line per batch. A dry run adds
+    each rule's forecast (:mod:`retention.run.estimate`).
+    """
     rules = select_rules(policy, rule_names)
     run_id = str(uuid.uuid4())
     outcome = RunOutcome(run_id, policy.name, as_of, dry_run)
@@ -160,6 +180,7 @@ def run(
         plans, failed = compile_plans(session, rules, as_of, held_keys(policy, as_of, audit))
         own_audit = audit is None and not dry_run
         store = audit or (None if dry_run else AuditStore(policy.audit_url))
+        rates = _rates(policy, audit, rules) if dry_run else {}
         try:
             if store is not None:
                 store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256,
@@ -177,8 +198,12 @@ def run(
                 if stop.requested.is_set():
                     result.status = Status.INTERRUPTED
                     continue
-                enforce(policy, session.adapter(rule.source), plans[rule.name], result, store,
-                        run_id, dry_run, max_rows, rlog)
+                adapter, plan = session.adapter(rule.source), plans[rule.name]
+                enforce(policy, adapter, plan, result, store, run_id, dry_run, max_rows, rlog,
+                        Pace(plan, adapter, result, rlog, max_runtime, progress))
+                if dry_run and result.status is Status.OK:
+                    result.estimate = estimate.forecast(
+                        plan, result.due, rates.get(rule.name), runtime_limit(plan, max_runtime))
             if store is not None:
                 store.finish_run(run_id, outcome.status.value,
                                  [r.as_json() for r in outcome.rules])
@@ -187,3 +212,15 @@ def run(
             if own_audit and store is not None:
                 store.close()
     return outcome
+
+
+def _rates(policy: Policy, audit: AuditStore | None, rules: tuple[Rule, ...]
+           ) -> dict[str, estimate.Rate]:
+    """The rules' measured rates, from ``audit`` or the policy's store if it exists (a dry
+    run creates nothing)."""
+    store = audit or AuditStore.peek(policy.audit_url)
+    try:
+        return estimate.measured_rates(store, policy.name, (r.name for r in rules))
+    finally:
+        if audit is None and store is not None:
+            store.close()

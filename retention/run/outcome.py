@@ -16,6 +16,7 @@ class Status(StrEnum):
     STOPPED = "stopped"  # a safety limit stopped the rule before it changed anything
     SKIPPED = "skipped"  # another runner holds the rule's lease
     INTERRUPTED = "interrupted"  # a signal ended the run between batches
+    INCOMPLETE = "incomplete"  # max_runtime ended the rule between batches; the next run goes on
 
 
 EXIT_OK = 0  # every rule ran
@@ -40,6 +41,9 @@ class RuleOutcome:
     plan: str | None = None
     error: str | None = None
     blocked: dict[str, int] = field(default_factory=dict)  # kept: an undeclared table refers
+    batch_seconds: float = 0.0  # time spent in batches (not in pauses and waits): the rate
+    waited_seconds: float = 0.0  # time paused between batches and waiting for replicas
+    estimate: dict[str, Any] | None = None  # a dry run's batches and expected time
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -47,8 +51,11 @@ class RuleOutcome:
             "anonymized": self.anonymized, "held": self.held, "children": self.children,
             "action": self.action, "due": self.due, "recovered": self.recovered,
             "cutoff": None if self.cutoff is None else self.cutoff.isoformat(),
-            "blocked": self.blocked,
+            "blocked": self.blocked, "batch_seconds": round(self.batch_seconds, 3),
+            "waited_seconds": round(self.waited_seconds, 3),
         }
+        if self.estimate is not None:
+            out.update(self.estimate)
         if self.error:
             out["error"] = self.error
         return out
@@ -64,7 +71,8 @@ class RunOutcome:
 
     @property
     def status(self) -> Status:
-        for status in (Status.FAILED, Status.STOPPED, Status.INTERRUPTED, Status.SKIPPED):
+        for status in (Status.FAILED, Status.STOPPED, Status.INTERRUPTED, Status.SKIPPED,
+                       Status.INCOMPLETE):
             if any(r.status is status for r in self.rules):
                 return status
         return Status.OK

@@ -78,10 +78,14 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
     def problem(key: str, message: str) -> None:
         out.append(Problem(policy.path, rule.line_of(key), rule.name, message))
 
+    if rule.max_replica_lag is not None and not callable(getattr(adapter, "replica_lag", None)):
+        problem("max_replica_lag", f"max_replica_lag: adapter {adapter.name!r} of source "
+                f"{rule.source!r} cannot tell how far its replicas are behind")
     assert rule.table is not None
     info = _reflect(adapter, schema, rule.source, rule.table)
     if info is None:
-        problem("table", f"table {rule.table!r} does not exist in source {rule.source!r}")
+        problem("table", f"table {rule.table!r} does not exist in source {rule.source!r}"
+                + _spelled(adapter, rule.table))
         return out
     if not info.primary_key:
         problem("table", f"table {rule.table!r} has no primary key (batches are keyed on it)")
@@ -118,10 +122,18 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
             for message in action_problems(action, info.columns[action.column]):
                 problem("action", message)
     cascades = getattr(adapter, "cascades_to", None)
+    foreign_keys = getattr(adapter, "foreign_keys_into", None)
     if not rule.action.columns and cascades is not None:
         declared = {c.table for c in rule.children}
+        elsewhere = {fk.qualified for fk in foreign_keys(rule.table) if fk.schema} \
+            if foreign_keys is not None else set()
         for child in cascades(rule.table):
-            if child not in declared:
+            if child in elsewhere:
+                problem("children", f"table {child!r} (another schema) references "
+                        f"{rule.table!r} with ON DELETE CASCADE or SET NULL: a delete would "
+                        "change its rows unaudited, and children must be tables of the "
+                        "source; change the foreign key or anonymize instead")
+            elif child not in declared:
                 problem("children", f"table {child!r} references {rule.table!r} with ON DELETE "
                         "CASCADE or SET NULL: declare it under 'children' so its rows are "
                         "removed and audited with their parent")
@@ -129,7 +141,6 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
             for grandchild in cascades(child):
                 problem("children", f"table {grandchild!r} references child table {child!r} "
                         "with ON DELETE CASCADE or SET NULL: its rows would change unaudited")
-    foreign_keys = getattr(adapter, "foreign_keys_into", None)
     if not rule.action.columns and foreign_keys is not None:
         for name in (rule.table, *(c.table for c in rule.children)):
             if (rule.source, name) not in schema.foreign_keys:
@@ -144,13 +155,23 @@ def _check_rule(policy: Policy, rule: Rule, adapter: Adapter, schema: Schema) ->
     for child in rule.children:
         child_info = _reflect(adapter, schema, rule.source, child.table)
         if child_info is None:
-            problem("children", f"child table {child.table!r} does not exist")
+            problem("children", f"child table {child.table!r} does not exist"
+                    + _spelled(adapter, child.table))
             continue
         if child.key not in child_info.columns:
             problem("children", f"unknown column {child.key!r} in child table {child.table!r}")
         if not child_info.primary_key:
             problem("children", f"child table {child.table!r} has no primary key")
     return out
+
+
+def _spelled(adapter: Adapter, table: str) -> str:
+    """A hint when the source has ``table`` in another letter case (names are as stored)."""
+    listed = getattr(adapter, "tables", None)
+    if listed is None:
+        return ""
+    same = [name for name in listed() if name.casefold() == table.casefold() and name != table]
+    return f" (it has {same[0]!r}: write the name as the database stores it)" if same else ""
 
 
 def action_problems(action: ColumnAction, column: ColumnInfo) -> list[str]:
@@ -165,6 +186,9 @@ def action_problems(action: ColumnAction, column: ColumnInfo) -> list[str]:
         return _fixed_problems(name, action.value, column)
     if strategy is Strategy.TRUNCATE_IP and column.type_name.upper() in _ADDRESS_TYPES:
         return []
+    if not column.text and strategy is Strategy.TRUNCATE_IP:
+        return [f"anonymize {name!r}: truncate_ip writes text (or a PostgreSQL INET/CIDR "
+                f"value), but column {name!r} is {column.type_name}"]
     if not column.text:
         return [f"anonymize {name!r}: {strategy} writes text, but column {name!r} is "
                 f"{column.type_name}"]
@@ -200,10 +224,12 @@ def _kept(rule: Rule, ref: Reference) -> str:
     """The warning for a reference that keeps rows: what happens, and what to do about it."""
     columns = ", ".join(ref.columns)
     if ref.via_key is not None:
-        return (f"table {ref.table!r} references child table {ref.referred!r} ({columns}): "
+        return (f"table {ref.qualified!r} references child table {ref.referred!r} ({columns}): "
                 "the parents of referenced rows are kept and counted as blocked")
-    said = f"table {ref.table!r} references {ref.referred!r} ({columns}): referenced rows are "
-    if ref.table == rule.table or ref.table in {c.table for c in rule.children}:
+    said = (f"table {ref.qualified!r} references {ref.referred!r} ({columns}): referenced rows "
+            "are ")
+    if ref.schema is not None or ref.table == rule.table \
+            or ref.table in {c.table for c in rule.children}:
         return said + "kept and counted as blocked until nothing references them"
     return (said + "kept and counted as blocked; declare it under 'children' to delete them "
             "together")

@@ -450,3 +450,21 @@ def test_actions_that_do_not_fit_their_column_are_bad_input(sqlite_url: str,
         Problem("much-too-long", "f", ("'code'", "8")),
         Problem("{ip: {fixed: null}}", "g", ("'ip'", "NOT NULL")),
     ], "validate", env={"BAD_INPUT_URL": sqlite_url, "RETENTION_HASH_KEY": "k"})
+
+
+@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_truncate_ip_on_a_mariadb_inet6_column_is_refused_in_plain_words(
+        db_url: str, tmp_path: Path, command: str) -> None:
+    """An INET6 column (a type SQLAlchemy does not know): one line naming the type, and no
+    'Did not recognize type' warning on stderr."""
+    eng = sa.create_engine(db_url)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE comments (id INT PRIMARY KEY, at DATETIME(6) NULL, "
+                             "ip INET6 NULL)")
+        conn.exec_driver_sql("INSERT INTO comments VALUES (1, '2026-01-01', '2001:db8::7')")
+    eng.dispose()
+    target = Target(db_url, tmp_path)
+    text = target.policy(_rule("ips", "{anonymize: {ip: truncate_ip}}"))
+    target.assert_rejected(text, [Problem("{ip: truncate_ip}", "ips",
+                                          ("'ip'", "truncate_ip", "INET6", "text"))], command)

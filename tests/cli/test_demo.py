@@ -115,6 +115,45 @@ def test_the_demos_try_line_works_from_any_directory(tmp_path: Path) -> None:
     assert not list((tmp_path / "elsewhere").iterdir())  # nothing made in the working dir
 
 
+def _bare_env() -> dict[str, str]:
+    """No virtualenv on PATH: the README's `.venv/bin/retention demo` without activating."""
+    env = {k: v for k, v in os.environ.items() if k not in (*_OUR_VARS, "VIRTUAL_ENV")}
+    env["PATH"] = os.pathsep.join(p for p in ("/usr/local/bin", "/usr/bin", "/bin")
+                                  if p != str(RETENTION.parent))
+    return env
+
+
+def test_the_try_line_runs_without_an_activated_virtualenv(tmp_path: Path) -> None:
+    """Started by its path with no venv on PATH, the demo names the script it ran as."""
+    env = _bare_env()
+    assert subprocess.run(["sh", "-c", "command -v retention"], env=env, capture_output=True,
+                          check=False).returncode != 0  # a bare `retention` is not found
+    done = subprocess.run([str(RETENTION), "demo", "--dir", str(tmp_path / "a demo")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    command = try_line(done.stdout)
+    assert f"{RETENTION} report " in command, command
+    assert run_try_line(command, tmp_path, env)["policy"] == "webshop"
+
+
+def test_python_dash_m_retention_runs_the_cli_and_its_demo_names_that_way_in(
+        tmp_path: Path) -> None:
+    """`python -m retention` works; its Try: line says `PYTHON -m retention`."""
+    env = _bare_env()
+    helped = subprocess.run([sys.executable, "-m", "retention", "--help"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert helped.returncode == 0 and "validate" in helped.stdout, helped.stderr
+    assert helped.stdout.startswith("Usage: retention "), helped.stdout
+    done = subprocess.run([sys.executable, "-m", "retention", "demo", "--dir",
+                           str(tmp_path / "demo")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    command = try_line(done.stdout)
+    assert f"{sys.executable} -m retention report " in command, command
+    assert run_try_line(command, tmp_path, env)["policy"] == "webshop"
+
+
 def _source_copy(target: Path) -> Path:
     """The project as an sdist would hold it (no venv, caches or build output)."""
     shutil.copytree(REPO, target, ignore=shutil.ignore_patterns(

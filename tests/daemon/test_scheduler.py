@@ -99,6 +99,61 @@ def test_parse_and_the_trigger_agree_on_generated_cron_fields(field: int, parts:
     _agree(field, ",".join(parts))
 
 
+# ------------------------------------------------------------- day-of-week as crontab reads it
+
+A_SUNDAY = dt.date(2023, 1, 1)
+
+
+def _fired_weekdays(expr: str, start: dt.datetime) -> list[int]:
+    """The ISO weekdays of the fire times of '0 3 * * EXPR' in the two weeks from ``start``."""
+    trig = scheduler.trigger(parse(f"0 3 * * {expr}"), "UTC")
+    times = fires(trig, start, start + dt.timedelta(days=14) - MINUTE)
+    assert all((t.hour, t.minute) == (3, 0) for t in times)
+    return [t.isoweekday() for t in times]
+
+
+def test_day_of_week_0_and_7_are_sunday_and_names_are_unchanged() -> None:
+    """'0 3 * * 0' runs on Sundays (APScheduler 3 alone would run it on Mondays)."""
+    start = utc(2026, 3, 2)  # a Monday
+    assert _fired_weekdays("0", start) == [7, 7]
+    assert _fired_weekdays("7", start) == [7, 7]
+    assert _fired_weekdays("1-5", start) == [1, 2, 3, 4, 5] * 2
+    assert _fired_weekdays("mon-fri", start) == [1, 2, 3, 4, 5] * 2
+    assert _fired_weekdays("sun", start) == [7, 7]
+    assert _fired_weekdays("sat,0", start) == [6, 7, 6, 7]
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=st.integers(0, 7), length=st.integers(0, 7), step=st.integers(1, 7),
+       form=st.sampled_from(["value", "range", "range-step", "value-step", "all-step"]),
+       extra=st.one_of(st.none(), st.integers(0, 7)), days=st.integers(0, 3000))
+def test_day_of_week_numbers_mean_what_crontab_means(
+        first: int, length: int, step: int, form: str, extra: int | None, days: int) -> None:
+    """Against a reference: crontab day n is the weekday of A_SUNDAY + n days
+    (datetime.isoweekday); a step counts from the range's start, '*' being 0-7."""
+    last = min(first + length, 7)
+    expr, numbers = {
+        "value": (str(first), [first]),
+        "range": (f"{first}-{last}", range(first, last + 1)),
+        "range-step": (f"{first}-{last}/{step}", range(first, last + 1, step)),
+        "value-step": (f"{first}/{step}", range(first, 8, step)),
+        "all-step": (f"*/{step}", range(0, 8, step)),
+    }[form]
+    if extra is not None:
+        expr, numbers = f"{expr},{extra}", [*numbers, extra]
+    try:
+        parse(f"0 3 * * {expr}")
+    except PhraseError:  # a step longer than its range, as for every field
+        span = {"all-step": 7, "value-step": 7 - first}.get(form, (last or 7) - first)
+        assert "step" in form and step > span
+        return
+    expected = {(A_SUNDAY + dt.timedelta(days=n)).isoweekday() for n in numbers}
+    start = utc(2026, 1, 1) + dt.timedelta(days=days)
+    fired = _fired_weekdays(expr, start)
+    assert set(fired) == expected
+    assert len(fired) == 2 * len(expected)
+
+
 # ---------------------------------------------------------------------- concrete DST days
 
 

@@ -364,12 +364,24 @@ def test_where_with_an_unknown_operator_is_an_error(value: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("value", ["[]", "[1, null]", "[1, [2]]", "[{x: 1}]", "{not: []}",
-                                   "{not: [1, null]}", "{not: [[1]]}"])
-def test_where_with_an_empty_list_or_nested_values_is_an_error(value: str) -> None:
-    """A list needs at least one plain value."""
+@pytest.mark.parametrize("value", ["[1, null]", "[1, [2]]", "[{x: 1}]", "{not: [1, null]}",
+                                   "{not: [[1]]}"])
+def test_where_with_nested_values_is_an_error(value: str) -> None:
+    """A list holds plain values."""
     assert problems(with_rule_lines(f"where: {{a: {value}}}")) == [
         "p.yaml:8: rule 'r': where 'a': a list needs plain values"
+    ]
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    ("[]", "an empty list matches nothing, so the rule would never select a row; list "
+     "the values to match"),
+    ("{not: []}", "{not: []} excludes nothing; list the values to exclude or remove the "
+     "entry"),
+])
+def test_where_with_an_empty_list_says_what_it_would_match(value: str, said: str) -> None:
+    assert problems(with_rule_lines(f"where: {{a: {value}}}")) == [
+        f"p.yaml:8: rule 'r': where 'a': {said}"
     ]
 
 

@@ -83,8 +83,8 @@ def test_bad_phrases_say_what_is_wrong(phrase: str, says: str) -> None:
     ("0 3 0 * *", "day '0': day runs from 1 to 31"),
     ("0 3 * 13 *", "month '13': month runs from 1 to 12"),
     ("0 3 * 0 *", "month '0'"),
-    ("0 3 * * 7", "day_of_week '7': day_of_week runs from 0 to 6"),
-    ("0 3 * * 1-7", "day_of_week '1-7'"),
+    ("0 3 * * 8", "day_of_week '8': day_of_week runs from 0 to 7"),
+    ("0 3 * * 1-8", "day_of_week '1-8'"),
     ("0 3 * * noday", "'noday' is not one of mon, tue"),
     ("0 3 * * mon-funday", "'funday' is not one of"),
     ("0 3 * janx *", "'janx' is not one of jan, feb"),
@@ -96,7 +96,7 @@ def test_bad_phrases_say_what_is_wrong(phrase: str, says: str) -> None:
     ("*/60 * * * *", "the step 60 is longer than the range (59)"),
     ("1-1/5 * * * *", "the step 5 is longer than the range (0)"),
     ("50/10 * * * *", "the step 10 is longer than the range (9)"),
-    ("0 3 * * 0/7", "the step 7 is longer"),
+    ("0 3 * * 0/8", "the step 8 is longer"),
     ("1,,2 * * * *", "minute '' is not a value"),
     ("1, * * * *", "minute '' is not a value"),
     ("? 3 * * *", "minute '?' is not a value"),
@@ -123,3 +123,10 @@ def test_cron_fields_apscheduler_refuses_are_refused_when_parsed(phrase: str, sa
         parse(phrase)
     assert caught.value.phrase == phrase
     assert says in caught.value.reason
+
+
+@pytest.mark.parametrize("phrase", ["0 3 * * 0", "0 3 * * 7", "0 3 * * 1-7", "0 3 * * 0-7",
+                                    "0 3 * * 0/7", "0 3 * * 5-7", "0 3 * * */2", "0 3 * * 0,7"])
+def test_day_of_week_numbers_run_from_0_to_7_as_in_crontab(phrase: str) -> None:
+    """0 and 7 are Sunday, as crontab reads them (tests/daemon/test_scheduler.py fires them)."""
+    assert parse(phrase).day_of_week == phrase.split()[4]

@@ -1,0 +1,35 @@
+"""The issue 9 benchmark harness runs end to end and its result checks pass (tiny data,
+PostgreSQL only, no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retention.testing import server_available
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not server_available("postgresql"), reason="PostgreSQL not installed")
+def test_enforce_benchmark_runs_and_checks_its_results(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = [sys.executable, str(ROOT / "bench" / "enforce.py"), "--quick", "--orders", "2000",
+            "--layouts", "time", "--no-mariadb", "--no-django", "--no-oltp",
+            "--no-partition", "--no-export", "--json", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in report["summary"]}
+    assert set(rows) == {"raw", "laravel", "ret_1000", "ret_10000", "ret_sqlite"}
+    assert rows["raw"]["ratio"] == 1.0
+    expected = report["extra"]["expected_time"]
+    for run in report["results"]:
+        if run["variant"].startswith("ret"):  # checked by the harness; counted here too
+            assert run["records"] == expected["due_orders"] + expected["due_lines"]
+    assert "| postgresql | time |" in done.stdout
