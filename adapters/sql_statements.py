@@ -104,7 +104,35 @@ def due(table: Table, plan: Plan, dialect: str,
         is_readable: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
     """The due predicate: event at or before the cutoff, the rule's filters, not yet
     anonymized (anonymize rules), not held. (``is_readable``: see
-    ``sql_events.compare``.)"""
+    ``sql_events.compare``.)
+
+    Built once per table, plan (whatever its batch size) and dialect and then reused:
+    every batch of a rule states the same predicate, and building it costs more
+    client time than a small batch's statements take on the server.
+    """
+    key: tuple[Any, ...] | None = None
+    if is_readable is None:
+        key = (table, dataclasses.replace(plan, batch_size=0), dialect)
+        try:
+            found = _DUE.get(key)
+        except TypeError:  # a plan holding an unhashable value: built each time
+            key, found = None, None
+        if found is not None:
+            return found
+    made = _due(table, plan, dialect, is_readable)
+    if key is not None:
+        if len(_DUE) >= _DUE_KEPT:
+            _DUE.clear()
+        _DUE[key] = made
+    return made
+
+
+_DUE: dict[tuple[Any, ...], ColumnElement[bool]] = {}  # see due()
+_DUE_KEPT = 32  # predicates remembered (a run needs one per rule)
+
+
+def _due(table: Table, plan: Plan, dialect: str,
+         is_readable: ColumnElement[bool] | None) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = [
         sql_events.compare(table, plan, dialect, is_readable),
         *(_filter(table, f) for f in plan.filters),
