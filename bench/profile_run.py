@@ -42,7 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 
 AS_OF = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-CUTOFF = dt.datetime(2025, 2, 28, 23, 59, 59, 999999)  # 1 year after, UTC
+CUTOFF = dt.datetime(2025, 2, 28, 22, 59, 59, 999999)  # 1 year after, Amsterdam -> UTC
 DUE_FROM = dt.datetime(2019, 1, 1)
 RECENT = dt.datetime(2026, 2, 1)
 
