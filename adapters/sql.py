@@ -582,22 +582,23 @@ class SqlAdapter:
         return Replayed(rows, tuple(found.kept))
 
     def _timeouts(self, conn: Connection, plan: Plan) -> None:
-        """Bound how long a batch waits for locks and runs (numbers, never policy text)."""
+        """Bound how long a batch waits for locks and runs (numbers, never policy text), in
+        one round trip."""
         lock_ms = max(1, int(plan.lock_timeout * 1000))
         statement_ms = max(1, int(plan.statement_timeout * 1000))
-        if self.dialect == "postgresql":
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {lock_ms}")
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {statement_ms}")
+        if self.dialect == "postgresql":  # set_config(..., true) is SET LOCAL
+            conn.execute(sa.text("SELECT set_config('lock_timeout', :lock, true), "
+                                 "set_config('statement_timeout', :statement, true)"),
+                         {"lock": str(lock_ms), "statement": str(statement_ms)})
         elif self.dialect in ("mysql", "mariadb"):
-            conn.exec_driver_sql(
-                f"SET SESSION innodb_lock_wait_timeout = {max(1, round(plan.lock_timeout))}")
+            settings = [f"innodb_lock_wait_timeout = {max(1, round(plan.lock_timeout))}"]
             if getattr(self.engine.dialect, "is_mariadb", False):
-                conn.exec_driver_sql(
-                    f"SET SESSION max_statement_time = {plan.statement_timeout:.3f}")
-                # JSON_ARRAYAGG is cut at this length: a batch's arrays must come back whole
-                conn.exec_driver_sql(f"SET SESSION group_concat_max_len = {_GROUP_CONCAT_MAX}")
+                settings += [f"max_statement_time = {plan.statement_timeout:.3f}",
+                             # JSON_ARRAYAGG is cut at this length: arrays must come back whole
+                             f"group_concat_max_len = {_GROUP_CONCAT_MAX}"]
             else:
-                conn.exec_driver_sql(f"SET SESSION max_execution_time = {statement_ms}")
+                settings.append(f"max_execution_time = {statement_ms}")
+            conn.exec_driver_sql("SET SESSION " + ", ".join(settings))
 
     def replica_lag(self) -> list[ReplicaLag]:
         """How far each replica is behind (:mod:`sql_replicas`); raises only when a

@@ -158,9 +158,15 @@ class AuditStore:
 
     def _append(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
         self._compress_fast(conn)
-        # Touch the head row first: it takes the lock that keeps the chain a line.
-        conn.execute(head.update().where(head.c.id == 1).values(seq=head.c.seq))
-        seq, prev = conn.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
+        # Touch the head row first: it takes the lock that keeps the chain a line (and
+        # reads it in the same round trip where UPDATE ... RETURNING exists).
+        touch = head.update().where(head.c.id == 1).values(seq=head.c.seq)
+        if conn.dialect.update_returning:
+            seq, prev = conn.execute(touch.returning(head.c.seq, head.c.hash)).one()
+        else:
+            conn.execute(touch)
+            seq, prev = conn.execute(select(head.c.seq, head.c.hash)
+                                     .where(head.c.id == 1)).one()
         rows = []
         for entry in entries:
             seq += 1
@@ -174,16 +180,20 @@ class AuditStore:
         conn.execute(head.update().where(head.c.id == 1).values(seq=seq, hash=prev))
 
     def _compress_fast(self, conn: Connection) -> None:
-        """PostgreSQL >= 14 built with lz4: store this transaction's long entries (whole
-        batches) with lz4 instead of pglz, which costs more than writing them."""
+        """PostgreSQL >= 14 built with lz4: store long entries (whole batches) with lz4
+        instead of pglz, which costs more than writing them. Set once per connection (its
+        pool record remembers it), not per batch: a round trip fewer per batch. A SET that
+        a rollback undid leaves pglz in use on that connection: slower, nothing else."""
         if conn.dialect.name != "postgresql":
             return
         if self._lz4 is None:
             self._lz4 = bool(conn.exec_driver_sql(
                 "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' "
                 "AND 'lz4' = ANY(enumvals)").scalar())
-        if self._lz4:
-            conn.exec_driver_sql("SET LOCAL default_toast_compression = 'lz4'")
+        info = conn.connection.info
+        if self._lz4 and not info.get("retention_lz4"):
+            conn.exec_driver_sql("SET default_toast_compression = 'lz4'")
+            info["retention_lz4"] = True
 
     def start_run(self, run: RunInfo) -> None:
         started = now_text()
