@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,15 +21,69 @@ class AffectedRow:
     action: str  # "delete" or "anonymize"
     event_at: dt.datetime
     due_at: dt.datetime
+    event_value: Any = None  # the event column as stored, when the adapter read it
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """The records of one table that one batch removed or changed, compactly.
+
+    ``keys`` and ``events`` are JSON arrays (text) of equal length, in key order:
+    each key is its value (one key column) or an array of values (several, in the
+    order of ``columns``); each event is the parent's event value *as stored* (text
+    as the database renders it, or a number), read later by the audit log with the
+    plan's rules (``retention.audit.records``). Nothing is converted per record at
+    run time.
+    """
+
+    table: str
+    action: str  # "delete" or "anonymize"
+    columns: tuple[str, ...]  # the key columns
+    count: int
+    keys: str
+    events: str
+
+    @classmethod
+    def of(cls, table: str, action: str, columns: Sequence[str],
+           keys: Sequence[Sequence[Any]], events: Sequence[Any]) -> Removed:
+        """From a driver's values: keys as rows (the key columns first), events as the
+        driver read them (one per key). Keys that are no JSON value are written as
+        text, as the audit log has always written them (``default=str``)."""
+        width = len(columns)
+        key_list = [k[0] for k in keys] if width == 1 else [list(k[:width]) for k in keys]
+        return cls(table, action, tuple(columns), len(key_list),
+                   json.dumps(key_list, separators=(",", ":"), default=str),
+                   json.dumps(events if isinstance(events, list) else list(events),
+                              separators=(",", ":"), default=stored_value))
+
+
+def stored_value(value: Any) -> Any:
+    """A driver's event value that is no JSON value, as the database stores it
+    (losslessly): a date or time as ISO-8601 text, a decimal number as its digits."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One batch transaction: the rows it touched and where the next batch starts."""
+    """One batch transaction: the rows it touched and where the next batch starts.
+
+    An adapter reports what it changed either as ``removed`` (compact, per table:
+    the built-in SQL adapter) or as ``rows`` (one :class:`AffectedRow` each).
+    """
 
     rows: tuple[AffectedRow, ...]
     scanned: int  # rows selected; fewer than the batch size means the scan is done
     last_key: tuple[Any, ...] | None
+    removed: tuple[Removed, ...] = ()
+
+    @property
+    def changed(self) -> int:
+        """How many records the batch removed or changed."""
+        return len(self.rows) + sum(r.count for r in self.removed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +110,9 @@ class Recorded:
     table: str
     key: dict[str, Any]
     event_at: dt.datetime  # the event instant recorded with the deletion
+    # The exact event instant as a ``retention.stored`` key (nanoseconds), when the
+    # record holds the value as stored; None for records that hold only ``event_at``.
+    event_key: str | None = None
 
 
 class Kept(StrEnum):
@@ -182,7 +240,9 @@ class Adapter(Protocol):
 
         One short transaction: select and lock up to ``plan.batch_size`` due rows,
         remove their children and them (or anonymize them), call ``hook`` with the
-        batch and the connection, then commit. If ``hook`` raises, the
+        batch (what it changed as ``Batch.removed`` or ``Batch.rows``) and the
+        connection, then commit. The caller sets ``plan.batch_size`` per batch (it
+        adapts the size to a target transaction time). If ``hook`` raises, the
         transaction rolls back and the exception propagates.
 
         With ``batch_id``, a batch that changes rows also writes its commit marker

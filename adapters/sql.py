@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 import warnings
 from collections.abc import Sequence
@@ -29,11 +30,11 @@ import structlog
 from retention.adapters import anonymize, sql_events, sql_foreign_keys, sql_replay
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import (
-    AffectedRow,
     Batch,
     BatchHook,
     DueCount,
     Recorded,
+    Removed,
     Replayed,
     ReplicaLag,
 )
@@ -44,13 +45,24 @@ from sqlalchemy.exc import NoSuchTableError, SAWarning
 
 from retention.db import create_engine, safe_url, writing
 from retention.errors import SourceError
-from retention.plan import ColumnInfo, ColumnKind, ForeignKeyInfo, Plan, TableInfo
+from retention.plan import (
+    ChildPlan,
+    ColumnInfo,
+    ColumnKind,
+    ForeignKeyInfo,
+    Plan,
+    Predicate,
+    TableInfo,
+)
 from retention.policy.rules import Source
 from retention.stored import StoredForms
 
 log = structlog.get_logger("retention.adapters.sql")
 
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
+_GROUP_CONCAT_MAX = 1 << 32  # bytes: more than max_allowed_packet lets a result hold
+# Key column types whose values PostgreSQL's JSON gives as the audit log writes them.
+_JSON_KEYS = (sa.Integer, sa.String, sa.Uuid)
 # A column type SQLAlchemy does not know reflects as NullType with a warning on stderr;
 # retention names such types itself where they matter (SqlAdapter._declared_types).
 warnings.filterwarnings("ignore", message="Did not recognize type", category=SAWarning)
@@ -117,6 +129,15 @@ def _domain(kind: Any, dialect: str) -> dict[str, Any]:
     if isinstance(kind, sa.Date):
         return {"kind": ColumnKind.DATE}
     return {}
+
+
+def _checked(removed: Removed) -> Removed:
+    """``removed`` when its JSON arrays are whole, each with one value per record (an
+    aggregate the server cut short must never become an audit entry)."""
+    if len(json.loads(removed.keys)) != removed.count or \
+            len(json.loads(removed.events)) != removed.count:
+        raise RuntimeError(f"{removed.table}: the batch's keys came back incomplete; rolled back")
+    return removed
 
 
 def _missing_file(engine: sa.Engine) -> str | None:
@@ -333,18 +354,27 @@ class SqlAdapter:
         return [dict(row._mapping) for row in rows]
 
     def statements(self, plan: Plan) -> list[str]:
+        """The statements of a rule's first batch (later batches start after the last key
+        of the one before)."""
         table = self.table(plan.table)
-        shown: list[Any] = [q.select_batch(table, plan, self.dialect, None, lock=True)]
-        keys = [tuple(None for _ in plan.primary_key)]
+        shown: list[Any] = []
         if plan.action.columns:
             values = {a.column: None for a in plan.action.columns}
-            shown.append(table.update().where(q.key_of(table, plan) == sa.bindparam("key"))
-                         .values(values))
+            shown += [q.select_batch(table, plan, self.dialect, None, lock=True),
+                      table.update().where(q.key_of(table, plan) == sa.bindparam("key"))
+                      .values(values)]
+        elif self._one_statement(plan):
+            shown.append(q.delete_batch(table, plan, None,
+                                        [(c, self.table(c.table)) for c in plan.children]))
         else:
+            # the last key the select locked, bound per batch
+            last: tuple[Any, ...] = tuple(sa.bindparam(f"last_{n}") for n in plan.primary_key)
+            shown.append(q.select_batch(table, plan, self.dialect, None, lock=True))
             for child in plan.children:
                 ct = self.table(child.table)
-                shown.append(ct.delete().where(ct.c[child.key].in_([None])))
-            shown.append(q.delete_keys(table, plan, self.dialect, keys))
+                shown.append(ct.delete().where(q.children_in_range(
+                    table, ct, child.key, plan, self.dialect, None, last)))
+            shown.append(q.delete_range(table, plan, self.dialect, None, last))
         return [self._render(stmt) for stmt in shown]
 
     def _render(self, stmt: Any) -> str:
@@ -368,25 +398,172 @@ class SqlAdapter:
     def _run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
                    batch_id: str | None) -> Batch:
         table = self.table(plan.table)
-        width = len(plan.primary_key)
         with writing(self.engine) as conn:
             self._timeouts(conn, plan)
-            rows = list(conn.execute(
-                q.select_batch(table, plan, self.dialect, after, lock=True)
-            ).all())
-            if not rows:
-                batch = Batch((), 0, after)
-                hook(batch, conn)
-                return batch
             if plan.action.columns:
-                affected = self._anonymize(conn, table, plan, rows, width)
+                batch = self._anonymize(conn, table, plan, after)
+            elif self._one_statement(plan):
+                batch = self._delete_at_once(conn, table, plan, after)
+            elif self._aggregated(plan):
+                batch = self._delete_aggregated(conn, table, plan, after)
             else:
-                affected = self._delete(conn, table, plan, rows, width)
-            batch = Batch(tuple(affected), len(rows), tuple(rows[-1][:width]))
-            if batch_id is not None and affected:
+                batch = self._delete(conn, table, plan, after)
+            if batch_id is not None and batch.changed:
                 self.marks.write(conn, batch_id)
             hook(batch, conn)
         return batch
+
+    def _one_statement(self, plan: Plan) -> bool:
+        """Whether a batch of ``plan`` runs as one statement (PostgreSQL, :func:`q.delete_batch`):
+        a single-column key and key columns whose JSON is what the audit log has always
+        written for them (integers, text, UUIDs), no child table that is the rule's own."""
+        if self.dialect != "postgresql" or len(plan.primary_key) != 1:
+            return False
+        tables = [(plan.table, plan.primary_key)] + [(c.table, c.primary_key)
+                                                     for c in plan.children]
+        if any(c.table == plan.table for c in plan.children):
+            return False
+        return all(isinstance(self.table(name).c[col].type, _JSON_KEYS)
+                   for name, columns in tables for col in columns)
+
+    def _aggregated(self, plan: Plan) -> bool:
+        """Whether the database builds a batch's JSON arrays itself (MariaDB >= 10.5,
+        ``JSON_ARRAYAGG``): integer keys and a date or time event column, so that no
+        row passes through the driver."""
+        version = self.engine.dialect.server_version_info or ()
+        if not (getattr(self.engine.dialect, "is_mariadb", False) and version >= (10, 5)):
+            return False
+        if plan.predicate is not Predicate.RANGE or len(plan.primary_key) != 1:
+            return False
+        if any(c.table == plan.table or len(c.primary_key) != 1 for c in plan.children):
+            return False
+        return all(isinstance(self.table(name).c[col].type, sa.Integer)
+                   for name, col in [(plan.table, plan.primary_key[0])]
+                   + [(c.table, c.primary_key[0]) for c in plan.children])
+
+    def _delete_aggregated(self, conn: Connection, table: Table, plan: Plan,
+                           after: tuple[Any, ...] | None) -> Batch:
+        """MariaDB: lock the batch and its children and read them as JSON arrays, then
+        delete children and parents by key range; every count must match."""
+        count, last, keys, events = conn.execute(
+            q.locked_batch_json(table, plan, self.dialect, after)).one()
+        if not count:
+            return Batch((), 0, after)
+        upto = (last,)
+        removed = [_checked(Removed(plan.table, "delete", plan.primary_key, int(count), keys,
+                                    events))]
+        for child in plan.children:
+            ct = self.table(child.table)
+            found, child_keys, child_events = conn.execute(
+                q.children_json(table, ct, child, plan, self.dialect, after, upto)).one()
+            deleted = conn.execute(ct.delete().where(q.children_in_range(
+                table, ct, child.key, plan, self.dialect, after, upto))).rowcount
+            if deleted != found:
+                raise RuntimeError(f"{child.table}: deleted {deleted} rows of {found} locked; "
+                                   "rolled back")
+            if found:
+                removed.append(_checked(Removed(child.table, "delete", child.primary_key,
+                                                int(found), child_keys, child_events)))
+        deleted = conn.execute(q.delete_range(table, plan, self.dialect, after, upto)).rowcount
+        if deleted != count:
+            raise RuntimeError(f"{plan.table}: deleted {deleted} rows of {count} locked; "
+                               "rolled back")
+        return Batch((), int(count), upto, tuple(removed))
+
+    def _delete_at_once(self, conn: Connection, table: Table, plan: Plan,
+                        after: tuple[Any, ...] | None) -> Batch:
+        children = [(c, self.table(c.table)) for c in plan.children]
+        row = conn.execute(q.delete_batch(table, plan, after, children)).one()
+        scanned, last = int(row[0]), row[1]
+        if not scanned:
+            return Batch((), 0, after)
+        removed = []
+        names = [(plan.table, plan.primary_key)] + [(c.table, c.primary_key)
+                                                    for c in plan.children]
+        for i, (name, columns) in enumerate(names):
+            count, keys, events = row[2 + 3 * i:5 + 3 * i]
+            if count:
+                removed.append(Removed(name, "delete", columns, int(count), keys, events))
+        return Batch((), scanned, (last,), tuple(removed))
+
+    def _delete(self, conn: Connection, table: Table, plan: Plan,
+                after: tuple[Any, ...] | None) -> Batch:
+        """Select and lock the batch, then delete its children and it by key range."""
+        rows = conn.execute(q.select_batch(table, plan, self.dialect, after, lock=True)).all()
+        if not rows:
+            return Batch((), 0, after)
+        width = len(plan.primary_key)
+        last = tuple(rows[-1][:width])
+        removed = [Removed.of(plan.table, "delete", plan.primary_key, rows,
+                              [r[width] for r in rows])]
+        events = {r[0]: r[width] for r in rows} if plan.children else {}
+        for child in plan.children:
+            removed.append(self._delete_children(conn, table, plan, child, after, last, events))
+        deleted = conn.execute(q.delete_range(table, plan, self.dialect, after, last)).rowcount
+        if deleted != len(rows):
+            raise RuntimeError(f"{plan.table}: deleted {deleted} rows of {len(rows)} locked; "
+                               "rolled back")
+        return Batch((), len(rows), last, tuple(r for r in removed if r.count))
+
+    def _delete_children(self, conn: Connection, table: Table, plan: Plan, child: ChildPlan,
+                         after: tuple[Any, ...] | None, last: tuple[Any, ...],
+                         events: dict[Any, Any]) -> Removed:
+        ct = self.table(child.table)
+        pk = [ct.c[n] for n in child.primary_key]
+        fk = ct.c[child.key]
+        where = q.children_in_range(table, ct, child.key, plan, self.dialect, after, last)
+        if self.supports_returning:
+            rows = conn.execute(ct.delete().where(where).returning(*pk, fk)).all()
+        else:
+            lock = select(*pk, fk).where(where)
+            rows = conn.execute(lock if self.dialect == "sqlite" else lock.with_for_update()
+                                ).all()
+            deleted = conn.execute(ct.delete().where(where)).rowcount
+            if deleted != len(rows):
+                raise RuntimeError(f"{child.table}: deleted {deleted} rows of {len(rows)} "
+                                   "locked; rolled back")
+        width = len(pk)
+        rows = sorted(rows, key=lambda r: tuple(r[:width]))
+        return Removed.of(child.table, "delete", child.primary_key, rows,
+                          [events[r[width]] for r in rows])
+
+    def _anonymize(self, conn: Connection, table: Table, plan: Plan,
+                   after: tuple[Any, ...] | None) -> Batch:
+        rows = conn.execute(q.select_batch(table, plan, self.dialect, after, lock=True)).all()
+        if not rows:
+            return Batch((), 0, after)
+        width = len(plan.primary_key)
+        keys: list[tuple[Any, ...]] = []
+        events: list[Any] = []
+        updates: list[dict[str, Any]] = []
+        not_null = [not table.c[a.column].nullable for a in plan.action.columns]
+        for row in rows:
+            old = row[width + 1:]
+            new = [anonymize.apply(a, v, nn)
+                   for a, v, nn in zip(plan.action.columns, old, not_null, strict=True)]
+            key = tuple(row[:width])
+            if all(anonymize.same(o, n) for o, n in zip(old, new, strict=True)):
+                # The pending predicate selected it, so SQL and the strategies disagree
+                # on what is anonymized: a bug. Say so (the row stays due) instead of
+                # writing the same value or failing the whole rule.
+                log.warning("row_not_changed", table=plan.table,
+                            key=dict(zip(plan.primary_key, key, strict=True)),
+                            columns=[a.column for a in plan.action.columns])
+                continue
+            params = {f"k_{n}": v for n, v in zip(plan.primary_key, key, strict=True)}
+            params.update({f"v_{a.column}": v for a, v in zip(plan.action.columns, new,
+                                                                strict=True)})
+            updates.append(params)
+            keys.append(key)
+            events.append(row[width])
+        if updates:
+            stmt = table.update().where(
+                *(table.c[n] == sa.bindparam(f"k_{n}") for n in plan.primary_key)
+            ).values({a.column: sa.bindparam(f"v_{a.column}") for a in plan.action.columns})
+            conn.execute(stmt, updates)
+        changed = Removed.of(plan.table, "anonymize", plan.primary_key, keys, events)
+        return Batch((), len(rows), tuple(rows[-1][:width]),
+                     (changed,) if changed.count else ())
 
     # -- commit markers and replay -------------------------------------------------
 
@@ -417,107 +594,23 @@ class SqlAdapter:
         return Replayed(rows, tuple(found.kept))
 
     def _timeouts(self, conn: Connection, plan: Plan) -> None:
-        """Bound how long a batch waits for locks and runs (numbers, never policy text)."""
+        """Bound how long a batch waits for locks and runs (numbers, never policy text), in
+        one round trip."""
         lock_ms = max(1, int(plan.lock_timeout * 1000))
         statement_ms = max(1, int(plan.statement_timeout * 1000))
-        if self.dialect == "postgresql":
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {lock_ms}")
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {statement_ms}")
+        if self.dialect == "postgresql":  # set_config(..., true) is SET LOCAL
+            conn.execute(sa.text("SELECT set_config('lock_timeout', :lock, true), "
+                                 "set_config('statement_timeout', :statement, true)"),
+                         {"lock": str(lock_ms), "statement": str(statement_ms)})
         elif self.dialect in ("mysql", "mariadb"):
-            conn.exec_driver_sql(
-                f"SET SESSION innodb_lock_wait_timeout = {max(1, round(plan.lock_timeout))}")
+            settings = [f"innodb_lock_wait_timeout = {max(1, round(plan.lock_timeout))}"]
             if getattr(self.engine.dialect, "is_mariadb", False):
-                conn.exec_driver_sql(
-                    f"SET SESSION max_statement_time = {plan.statement_timeout:.3f}")
+                settings += [f"max_statement_time = {plan.statement_timeout:.3f}",
+                             # JSON_ARRAYAGG is cut at this length: arrays must come back whole
+                             f"group_concat_max_len = {_GROUP_CONCAT_MAX}"]
             else:
-                conn.exec_driver_sql(f"SET SESSION max_execution_time = {statement_ms}")
-
-    def _delete(
-        self, conn: Connection, table: Table, plan: Plan, rows: list[Any], width: int
-    ) -> list[AffectedRow]:
-        keys = [tuple(r[:width]) for r in rows]
-        events = {tuple(r[:width]): r[width] for r in rows}
-        affected: list[AffectedRow] = []
-        children: list[AffectedRow] = []
-        for child in plan.children:
-            children.extend(self._delete_children(conn, plan, child.table, child.key,
-                                                  child.primary_key, events))
-        stmt = q.delete_keys(table, plan, self.dialect, keys)
-        pk = [table.c[n] for n in plan.primary_key]
-        if self.supports_returning:
-            gone = [tuple(r) for r in conn.execute(stmt.returning(*pk)).all()]
-        else:
-            result = conn.execute(stmt)
-            if result.rowcount != len(keys):
-                raise RuntimeError(
-                    f"{plan.table}: deleted {result.rowcount} rows of {len(keys)} locked; "
-                    "rolled back")
-            gone = keys
-        for key in sorted(gone):
-            affected.append(self._row(plan, plan.table, plan.primary_key, key, "delete",
-                                      events[key]))
-        return affected + children
-
-    def _delete_children(
-        self, conn: Connection, plan: Plan, name: str, fk: str, pk_names: tuple[str, ...],
-        events: dict[tuple[Any, ...], Any],
-    ) -> list[AffectedRow]:
-        child = self.table(name)
-        parent_ids = [k[0] for k in events]
-        pk = [child.c[n] for n in pk_names]
-        where = child.c[fk].in_(parent_ids)
-        if self.supports_returning:
-            rows = conn.execute(child.delete().where(where).returning(*pk, child.c[fk])).all()
-        else:
-            lock = select(*pk, child.c[fk]).where(where)
-            rows = conn.execute(lock if self.dialect == "sqlite" else lock.with_for_update()).all()
-            conn.execute(child.delete().where(where))
-        width = len(pk_names)
-        return [
-            self._row(plan, name, pk_names, tuple(r[:width]), "delete", events[(r[width],)])
-            for r in sorted(rows, key=lambda r: tuple(r[:width]))
-        ]
-
-    def _anonymize(
-        self, conn: Connection, table: Table, plan: Plan, rows: list[Any], width: int
-    ) -> list[AffectedRow]:
-        affected: list[AffectedRow] = []
-        updates: list[dict[str, Any]] = []
-        not_null = [not table.c[a.column].nullable for a in plan.action.columns]
-        for row in rows:
-            old = row[width + 1:]
-            new = [anonymize.apply(a, v, nn)
-                   for a, v, nn in zip(plan.action.columns, old, not_null, strict=True)]
-            key = tuple(row[:width])
-            if all(anonymize.same(o, n) for o, n in zip(old, new, strict=True)):
-                # The pending predicate selected it, so SQL and the strategies disagree
-                # on what is anonymized: a bug. Say so (the row stays due) instead of
-                # writing the same value or failing the whole rule.
-                log.warning("row_not_changed", table=plan.table,
-                            key=dict(zip(plan.primary_key, key, strict=True)),
-                            columns=[a.column for a in plan.action.columns])
-                continue
-            params = {f"k_{n}": v for n, v in zip(plan.primary_key, key, strict=True)}
-            params.update({f"v_{a.column}": v for a, v in zip(plan.action.columns, new,
-                                                                strict=True)})
-            updates.append(params)
-            affected.append(self._row(plan, plan.table, plan.primary_key, key, "anonymize",
-                                      row[width]))
-        if updates:
-            stmt = table.update().where(
-                *(table.c[n] == sa.bindparam(f"k_{n}") for n in plan.primary_key)
-            ).values({a.column: sa.bindparam(f"v_{a.column}") for a in plan.action.columns})
-            conn.execute(stmt, updates)
-        return affected
-
-    def _row(
-        self, plan: Plan, table: str, names: tuple[str, ...], key: tuple[Any, ...],
-        action: str, event_value: Any,
-    ) -> AffectedRow:
-        return AffectedRow(
-            table=table, key=dict(zip(names, key, strict=True)), action=action,
-            event_at=plan.event_instant(event_value), due_at=plan.due_instant(event_value),
-        )
+                settings.append(f"max_execution_time = {statement_ms}")
+            conn.exec_driver_sql("SET SESSION " + ", ".join(settings))
 
     def replica_lag(self) -> list[ReplicaLag]:
         """How far each replica is behind (:mod:`sql_replicas`); raises only when a

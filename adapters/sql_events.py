@@ -182,6 +182,15 @@ def value(table: Table, plan: Plan, dialect: str) -> ColumnElement[Any]:
     return col
 
 
+def as_stored(table: Table, plan: Plan, dialect: str) -> ColumnElement[Any]:
+    """The event column for the audit log, as stored: :func:`value`, and on MariaDB and
+    MySQL a date or time as the server's text (no driver conversion per row)."""
+    if dialect in ("mysql", "mariadb") and plan.predicate is Predicate.RANGE:
+        col = table.c[plan.event_column]
+        return sa.cast(col, sa.CHAR()).label(plan.event_column)
+    return value(table, plan, dialect)
+
+
 def oldest(table: Table, plan: Plan, dialect: str,
            among: ColumnElement[bool] | None = None) -> ColumnElement[Any]:
     """The least event value (``min``), of the rows meeting ``among`` if given (else of

@@ -5,7 +5,8 @@ Runs inside the adapter's transaction (:meth:`SqlAdapter.replay`); with
 from ``BEGIN IMMEDIATE``), so what is checked is what is deleted.
 
 * A parent row (of the plan's table) goes when its key is recorded, its event
-  instant (``Plan.event_instant``) equals the recorded one, it is not held and
+  instant equals the recorded one (to the nanosecond, ``Plan.event_key``, when the
+  record holds the value as stored; else to the microsecond), it is not held and
   the plan's due predicate (``where`` and cutoff) selects it. Every child of a
   parent that goes, goes with it.
 * A recorded child row whose parent does not go goes when its parent is gone
@@ -15,7 +16,6 @@ from ``BEGIN IMMEDIATE``), so what is checked is what is deleted.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +56,8 @@ class Found:
             event: Any) -> None:
         self.keys.setdefault(table, []).append(key)
         self.rows.append(AffectedRow(table, dict(zip(names, key, strict=True)), "delete",
-                                     plan.event_instant(event), plan.due_instant(event)))
+                                     plan.event_instant(event), plan.due_instant(event),
+                                     event))
 
 
 def find(conn: Connection, table_of: Callable[[str], Table], dialect: str, plan: Plan,
@@ -102,7 +103,7 @@ def _parents(conn: Connection, table: Table, dialect: str, plan: Plan,
         for row in conn.execute(_select(stmt.order_by(*pk), dialect, lock)):
             key, event, selected = tuple(row[:len(pk)]), row[len(pk)], row[len(pk) + 1]
             rec = by_key[_norm(key)]
-            if not _same_instant(plan, event, rec.event_at):
+            if not _same_instant(plan, event, rec):
                 found.kept.append((rec, Kept.REUSED_KEY))
             elif _norm(key) in held:
                 found.kept.append((rec, Kept.HELD))
@@ -114,11 +115,13 @@ def _parents(conn: Connection, table: Table, dialect: str, plan: Plan,
     return events
 
 
-def _same_instant(plan: Plan, value: Any, recorded: dt.datetime) -> bool:
+def _same_instant(plan: Plan, value: Any, recorded: Recorded) -> bool:
     if value is None:
         return False
     try:
-        return plan.event_instant(value) == recorded
+        if recorded.event_key is not None:
+            return plan.event_key(value) == recorded.event_key
+        return plan.event_instant(value) == recorded.event_at
     except (TypeError, ValueError):  # no instant at all: not the recorded record
         return False
 

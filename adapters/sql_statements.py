@@ -37,13 +37,15 @@ from sqlalchemy import (
 )
 from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import mysql
-from sqlalchemy.dialects.postgresql import CIDR, INET
+from sqlalchemy.dialects.postgresql import CIDR, INET, aggregate_order_by
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.util import ClauseAdapter
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from retention.actions import REDACTED, ColumnAction, Strategy
 from retention.filters import Filter, Op
-from retention.plan import Plan, Predicate, Reference
+from retention.plan import ChildPlan, Plan, Predicate, Reference
 
 
 def bind_value(value: Any, dialect: str) -> Any:
@@ -102,7 +104,35 @@ def due(table: Table, plan: Plan, dialect: str,
         is_readable: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
     """The due predicate: event at or before the cutoff, the rule's filters, not yet
     anonymized (anonymize rules), not held. (``is_readable``: see
-    ``sql_events.compare``.)"""
+    ``sql_events.compare``.)
+
+    Built once per table, plan (whatever its batch size) and dialect and then reused:
+    every batch of a rule states the same predicate, and building it costs more
+    client time than a small batch's statements take on the server.
+    """
+    key: tuple[Any, ...] | None = None
+    if is_readable is None:
+        key = (table, dataclasses.replace(plan, batch_size=0), dialect)
+        try:
+            found = _DUE.get(key)
+        except TypeError:  # a plan holding an unhashable value: built each time
+            key, found = None, None
+        if found is not None:
+            return found
+    made = _due(table, plan, dialect, is_readable)
+    if key is not None:
+        if len(_DUE) >= _DUE_KEPT:
+            _DUE.clear()
+        _DUE[key] = made
+    return made
+
+
+_DUE: dict[tuple[Any, ...], ColumnElement[bool]] = {}  # see due()
+_DUE_KEPT = 32  # predicates remembered (a run needs one per rule)
+
+
+def _due(table: Table, plan: Plan, dialect: str,
+         is_readable: ColumnElement[bool] | None) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = [
         sql_events.compare(table, plan, dialect, is_readable),
         *(_filter(table, f) for f in plan.filters),
@@ -226,21 +256,162 @@ def select_batch(
     """Up to ``batch_size`` due rows after key ``after``, in key order, locked if asked."""
     pk = [table.c[name] for name in plan.primary_key]
     extra = [table.c[a.column] for a in plan.action.columns]
-    stmt = select(*pk, sql_events.value(table, plan, dialect), *extra).where(
+    stmt = select(*pk, sql_events.as_stored(table, plan, dialect), *extra).where(
         due(table, plan, dialect))
     if after is not None:
-        stmt = stmt.where(key_of(table, plan) > (after[0] if len(pk) == 1 else tuple_(*after)))
+        stmt = stmt.where(key_of(table, plan) > _key_bound(plan, after))
     stmt = stmt.order_by(*pk).limit(plan.batch_size)
     if lock and dialect != "sqlite":
         stmt = stmt.with_for_update()
     return stmt
 
 
-def delete_keys(table: Table, plan: Plan, dialect: str, keys: list[tuple[Any, ...]]) -> Delete:
-    """Delete exactly ``keys``, re-checking the due predicate in the statement itself."""
-    return table.delete().where(
-        key_of(table, plan).in_(_key_values(plan, keys)), due(table, plan, dialect)
-    )
+def _key_bound(plan: Plan, key: tuple[Any, ...]) -> Any:
+    return key[0] if len(plan.primary_key) == 1 else tuple_(*key)
+
+
+def key_range(table: Table, plan: Plan, after: tuple[Any, ...] | None,
+              last: tuple[Any, ...]) -> ColumnElement[bool]:
+    """The keys after ``after`` (None: from the first) up to and including ``last``."""
+    key = key_of(table, plan)
+    upto = key <= _key_bound(plan, last)
+    return upto if after is None else and_(key > _key_bound(plan, after), upto)
+
+
+def delete_range(table: Table, plan: Plan, dialect: str, after: tuple[Any, ...] | None,
+                 last: tuple[Any, ...]) -> Delete:
+    """Delete the due rows with keys in (``after``, ``last``]: exactly the rows a locked
+    :func:`select_batch` selected, the due predicate re-checked in the statement."""
+    return table.delete().where(key_range(table, plan, after, last), due(table, plan, dialect))
+
+
+def children_in_range(table: Table, child: Table, child_key: str, plan: Plan, dialect: str,
+                      after: tuple[Any, ...] | None, last: tuple[Any, ...]
+                      ) -> ColumnElement[bool]:
+    """Child rows of the due parents with keys in (``after``, ``last``].
+
+    The parent key range is repeated on the child's key column, so the child's index
+    narrows the rows the per-row membership check looks at.
+    """
+    fk = child.c[child_key]
+    parents = select(table.c[plan.primary_key[0]]).where(
+        key_range(table, plan, after, last), due(table, plan, dialect))
+    upto = fk <= last[0]
+    return and_(upto if after is None else and_(fk > after[0], upto), fk.in_(parents))
+
+
+class ArrayOf(ColumnElement[Any]):
+    """PostgreSQL ``ARRAY(subquery)``: compared with ``= ANY(...)`` it is one parameter to
+    the planner (an index scan), where ``IN (subquery)`` may hash-join the whole table."""
+
+    inherit_cache = True
+    _traverse_internals = [("query", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, query: Select[Any]) -> None:
+        self.query = query
+        self.type = query.selected_columns[0].type
+
+
+@compiles(ArrayOf)
+def _array_of(element: ArrayOf, compiler: Any, **kw: Any) -> str:
+    return f"ARRAY({compiler.process(element.query, **kw)})"
+
+
+class JsonArrayAgg(ColumnElement[Any]):
+    """MariaDB (>= 10.5) ``JSON_ARRAYAGG(value ORDER BY key)``."""
+
+    inherit_cache = True
+    _traverse_internals = [("aggregated", InternalTraversal.dp_clauseelement),
+                           ("ordered_by", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, aggregated: Any, ordered_by: Any) -> None:
+        self.aggregated = aggregated
+        self.ordered_by = ordered_by
+        self.type = String()
+
+
+@compiles(JsonArrayAgg)
+def _json_arrayagg(element: JsonArrayAgg, compiler: Any, **kw: Any) -> str:
+    return (f"JSON_ARRAYAGG({compiler.process(element.aggregated, **kw)} "
+            f"ORDER BY {compiler.process(element.ordered_by, **kw)})")
+
+
+def locked_batch_json(table: Table, plan: Plan, dialect: str, after: tuple[Any, ...] | None
+                      ) -> Select[Any]:
+    """MariaDB: the next batch selected and locked (:func:`select_batch`) and returned as
+    one row: how many rows, the last key, the keys and the event values as stored (JSON
+    arrays in key order)."""
+    batch = select_batch(table, plan, dialect, after, lock=True).subquery("sel")
+    key, event = batch.c[plan.primary_key[0]], batch.c[plan.event_column]
+    return select(func.count(), func.max(key), JsonArrayAgg(key, key), JsonArrayAgg(event, key))
+
+
+def children_json(table: Table, child: Table, child_plan: ChildPlan, plan: Plan, dialect: str,
+                  after: tuple[Any, ...] | None, last: tuple[Any, ...]) -> Select[Any]:
+    """MariaDB: the children of a locked batch (the rows :func:`children_in_range` selects),
+    locked, as one row: how many, their keys and their parents' event values (JSON
+    arrays in key order)."""
+    key, fk = child.c[child_plan.primary_key[0]], child.c[child_plan.key]
+    event = sql_events.as_stored(table, plan, dialect)
+    upto = fk <= last[0]
+    return (select(func.count(), JsonArrayAgg(key, key), JsonArrayAgg(event, key))
+            .select_from(child.join(table, fk == table.c[plan.primary_key[0]]))
+            .where(upto if after is None else and_(fk > after[0], upto),
+                   key_range(table, plan, after, last), due(table, plan, dialect))
+            .with_for_update())
+
+
+def delete_batch(table: Table, plan: Plan, after: tuple[Any, ...] | None,
+                 children: list[tuple[ChildPlan, Table]]) -> Select[Any]:
+    """PostgreSQL: one batch of a delete rule as one statement.
+
+    ``sel`` takes the next ``batch_size`` due keys after ``after``; ``p`` deletes
+    those parents that are still due (re-checked under the row lock the delete
+    takes, so a row changed meanwhile is left alone) and returns their event
+    values; each ``c<i>`` deletes the children of the deleted parents. One row
+    comes back: how many keys ``sel`` took and its last key, then per table (the
+    parents, then each child table) how many rows went, their keys and their
+    parents' event values as JSON arrays in key order (:class:`Removed`).
+    """
+    pk = table.c[plan.primary_key[0]]
+    dialect = "postgresql"
+    sel = select(pk.label("k")).where(due(table, plan, dialect))
+    if after is not None:
+        sel = sel.where(pk > after[0])
+    sel_cte = sel.order_by(pk).limit(plan.batch_size).cte("sel")
+    event = table.c[plan.event_column]
+    parents = (table.delete()
+               .where(pk == func.any(ArrayOf(select(sel_cte.c.k))), due(table, plan, dialect))
+               .returning(pk.label("k"), event.label("e")).cte("p"))
+    columns: list[Any] = [
+        select(func.count()).select_from(sel_cte).scalar_subquery().label("scanned"),
+        select(sel_cte.c.k).order_by(sel_cte.c.k.desc()).limit(1).scalar_subquery()
+        .label("last"),
+        *_json_arrays(parents, [parents.c.k], parents.c.e, None),
+    ]
+    for i, (child, child_table) in enumerate(children):
+        keys = [child_table.c[n].label(f"k{j}") for j, n in enumerate(child.primary_key)]
+        fk = child_table.c[child.key]
+        gone = (child_table.delete()
+                .where(fk == func.any(ArrayOf(select(parents.c.k))))
+                .returning(*keys, fk.label("fk")).cte(f"c{i}"))
+        key_columns = [gone.c[f"k{j}"] for j in range(len(keys))]
+        columns += _json_arrays(gone, key_columns, parents.c.e,
+                                gone.join(parents, gone.c.fk == parents.c.k))
+    return select(*columns)
+
+
+def _json_arrays(rows: Any, keys: list[Any], event: Any, source: Any) -> list[Any]:
+    """Count, keys and event values (JSON text, in key order) of the rows of a DML CTE;
+    the event values are read from ``source`` (``rows`` joined with the parents)."""
+    key = keys[0] if len(keys) == 1 else func.json_build_array(*keys)
+    return [
+        select(func.count()).select_from(rows).scalar_subquery(),
+        select(cast(func.json_agg(aggregate_order_by(key, *keys)), String))
+        .select_from(rows).scalar_subquery(),
+        select(cast(func.json_agg(aggregate_order_by(event, *keys)), String))
+        .select_from(source if source is not None else rows).scalar_subquery(),
+    ]
 
 
 def count_due(table: Table, plan: Plan, dialect: str) -> Select[Any]:

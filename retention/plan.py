@@ -161,6 +161,7 @@ class Plan:
     pause_between_batches: float = 0.0  # seconds of rest after each batch
     max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
     max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
+    batch_seconds: float = 0.2  # the time a batch transaction should take (batch_size: most rows)
 
     def describe(self) -> str:
         """One line for the audit record, the logs and ``retention plan``."""
@@ -187,19 +188,29 @@ class Plan:
         """
         tz = calendar.zone(self.timezone)
         if not isinstance(value, dt.date):
-            found = stored.read(value, self.event_format,
-                                calendar.zone(self.naive_zone) if self.naive_zone else None, tz)
-            if found is None:
-                raise ValueError(f"a stored value of {self.event_column!r} is no instant")
-            return stored.instant(found)
+            return stored.instant(self.event_key(value))
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
                 return value.astimezone(dt.UTC)
             if self.event_type is EventType.NAIVE_LOCAL:
                 return calendar.from_local_naive(value, tz)
             return value.replace(tzinfo=dt.UTC)
+        return calendar.first_instant(value, tz)
+
+    def event_key(self, value: Any) -> str:
+        """A stored event value's exact instant as a ``retention.stored`` key (to the
+        nanosecond, where text holds more digits than a microsecond).
+
+        Raises ``ValueError`` for a value that is no instant.
+        """
         if isinstance(value, dt.date):
-            return calendar.first_instant(value, tz)
+            return stored.key(self.event_instant(value))
+        found = stored.read(value, self.event_format,
+                            calendar.zone(self.naive_zone) if self.naive_zone else None,
+                            calendar.zone(self.timezone))
+        if found is None:
+            raise ValueError(f"a stored value of {self.event_column!r} is no instant")
+        return found
 
     def due_instant(self, value: Any) -> dt.datetime:
         return calendar.due_at(self.event_instant(value), self.retain,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text
+from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
 
 # The hash-chained, append-only log. Every kind of record lives here:
-# run_started, record (one per affected row), batch_committed, batch_rolled_back,
-# run_finished. Times are ISO-8601 text in UTC so the hash never depends on a
-# driver's datetime handling.
+# run_started, records (the records of one batch and table, compact in ``detail``;
+# ``record``: one per affected row, written by earlier versions), batch_committed,
+# batch_rolled_back, run_finished. Times are ISO-8601 text in UTC so the hash never
+# depends on a driver's datetime handling. MySQL's TEXT holds 64 KiB: the detail of a
+# whole batch needs LONGTEXT there (stores made before hold TEXT: their entries are
+# split to fit, see AuditStore.batch_entries).
 log = Table(
     "retention_log",
     metadata,
@@ -25,7 +29,7 @@ log = Table(
     Column("event_at", String(40), nullable=True),
     Column("due_at", String(40), nullable=True),
     Column("at", String(40), nullable=False),
-    Column("detail", Text, nullable=True),
+    Column("detail", Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )

@@ -99,7 +99,7 @@ def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -
     try:
         stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
         try:
-            export.write(store.records(since=instant), fmt, stream)
+            export.stream(store, fmt, stream, since=instant)
         finally:
             if output:
                 stream.close()

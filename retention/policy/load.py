@@ -29,12 +29,14 @@ from retention.policy.parts import filters as _filters
 from retention.policy.parts import ignore as _ignore
 from retention.policy.phrase import parse
 from retention.policy.rules import (
+    DEFAULT_BATCH_SECONDS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_FRACTION,
     DEFAULT_PAUSE,
     DEFAULT_SCHEDULE,
     DEFAULT_STATEMENT_TIMEOUT,
+    MAX_BATCH_SECONDS,
     MAX_BATCH_SIZE,
     MAX_LOCK_TIMEOUT,
     MAX_PAUSE,
@@ -42,6 +44,7 @@ from retention.policy.rules import (
     MAX_ROWS,
     MAX_RUNTIME,
     MAX_STATEMENT_TIMEOUT,
+    MIN_BATCH_SECONDS,
     MIN_REPLICA_LAG,
     MIN_RUNTIME,
     MIN_TIMEOUT,
@@ -61,7 +64,7 @@ _TOP_KEYS = {"policy", "version", "timezone", "sources", "audit", "defaults", "r
 _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "action",
               "legal_basis", "description", "schedule", "batch_size", "max_fraction", "max_rows",
               "lock_timeout", "statement_timeout", "event_format", "pause_between_batches",
-              "max_runtime", "max_replica_lag"}
+              "max_runtime", "max_replica_lag", "batch_seconds"}
 _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description",
                 "replicas", "max_replica_lag", "include", "exclude", "archive_to"}
 _REPLICA_BACKENDS = ("mysql", "mariadb")  # whose replicas report lag on their own connections
@@ -380,6 +383,8 @@ def _rule(
     action = _action(merged.get("action", "delete"), at("action"), name, out)
     batch_size = _number(merged, "batch_size", DEFAULT_BATCH_SIZE, int, at, name, out,
                          low=1, high=MAX_BATCH_SIZE)
+    batch_seconds = _number(merged, "batch_seconds", DEFAULT_BATCH_SECONDS, float, at, name,
+                            out, low=MIN_BATCH_SECONDS, high=MAX_BATCH_SECONDS)
     max_fraction = _number(merged, "max_fraction", DEFAULT_MAX_FRACTION, float, at, name, out,
                            low=0.0, high=1.0)
     max_rows = _number(merged, "max_rows", None, int, at, name, out, low=0, high=MAX_ROWS)
@@ -414,6 +419,7 @@ def _rule(
         line=line, lines=lines,
         event_format=None if event_format is None else str(event_format),
         pause_between_batches=float(pause), max_runtime=max_runtime, max_replica_lag=max_lag,
+        batch_seconds=float(batch_seconds),
     )
 
 

@@ -11,12 +11,15 @@ from retention.filters import Filter
 from retention.period import Retain
 from retention.policy.needs import Unset, usable
 
-DEFAULT_BATCH_SIZE = 1000  # rows per batch transaction: short locks, bounded memory
+DEFAULT_BATCH_SIZE = 50_000  # most rows per batch transaction (batches are sized by time)
+DEFAULT_BATCH_SECONDS = 0.2  # the time a batch transaction should take (short locks)
 DEFAULT_MAX_FRACTION = 0.5  # a rule may remove at most half of its table in one run
 DEFAULT_SCHEDULE = "daily at 03:00"  # when the daemon runs a rule that names no schedule
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a batch waits for a row lock held by the application
 DEFAULT_STATEMENT_TIMEOUT = 120.0  # seconds one statement of a batch may run
-MAX_BATCH_SIZE = 10_000  # a batch's keys are bound parameters of one statement (SQLite: 32766)
+MAX_BATCH_SIZE = 1_000_000  # no statement binds a batch's keys; bounded by memory
+MIN_BATCH_SECONDS = 0.001  # seconds: a shorter target would make one-row batches
+MAX_BATCH_SECONDS = 3600.0  # seconds: a batch transaction held for an hour is no batch
 MAX_ROWS = 10**12  # a max_rows past a trillion rows is a typo, not a limit
 MIN_TIMEOUT = 0.001  # seconds: the databases count timeouts in milliseconds
 MAX_LOCK_TIMEOUT = 3600.0  # seconds: a batch waiting an hour for a lock should fail instead
@@ -71,6 +74,7 @@ class Rule:
     pause_between_batches: float = DEFAULT_PAUSE  # seconds of rest after each batch
     max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
     max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
+    batch_seconds: float = DEFAULT_BATCH_SECONDS
 
     def line_of(self, key: str) -> int:
         return self.lines.get(key, self.line)

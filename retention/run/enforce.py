@@ -1,6 +1,8 @@
 """Enforce one rule: lease, reconcile, count, limits, then batch after batch.
 
-Each batch is one transaction in the target. Its audit entries are written in
+Each batch is one transaction in the target, sized to take about the rule's
+``batch_seconds`` (:mod:`retention.run.sizing`). Its audit entries (one compact
+``records`` entry per table, built before the chain head is locked) are written in
 that transaction when the audit store shares the database. Otherwise they are
 written as intents just before the commit and confirmed after it, and the
 batch writes a commit marker in its own transaction so that whether it
@@ -12,15 +14,18 @@ dropped) and retried with backoff when the error is transient.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import traceback
 from typing import Any
 
 from retention.adapters.protocol import Adapter, Batch, DueCount
+from retention.audit import records
 from retention.audit.store import AuditStore
 from retention.plan import Plan
 from retention.policy.rules import Policy
 from retention.run import lease as leases
-from retention.run import retry, stop
+from retention.run import retry, sizing, stop
 from retention.run.outcome import RuleOutcome, Status
 from retention.run.reconcile import forget_marks, new_batch_id, reconcile
 from retention.run.throttle import Pace
@@ -120,6 +125,8 @@ def _loop(
 ) -> None:
     after: tuple[Any, ...] | None = None
     attempt = 0
+    reading = records.Reading.of(plan)
+    sizer = sizing.Sizer(plan.batch_size, plan.batch_seconds)
     while True:
         if not pace.before_batch():  # pause, replica lag; False: max_runtime has passed
             return
@@ -133,14 +140,18 @@ def _loop(
         batch_id = new_batch_id(marked=not together)
 
         def hook(batch: Batch, conn: Any, batch_id: str = batch_id) -> None:
-            if not batch.rows:
+            removed = (*batch.removed, *records.from_rows(batch.rows))
+            if not removed:
                 return
-            entries = store.batch_entries(run_id, plan.rule, plan.source, batch_id, batch.rows,
-                                          committed=together)
+            entries = store.batch_entries(run_id, plan.rule, plan.source, batch_id, removed,
+                                          reading, committed=together)
             store.append(entries, conn if together else None)
 
+        size = sizer.size
+        started = time.monotonic()
         try:
-            batch = adapter.run_batch(plan, after, hook, None if together else batch_id)
+            batch = adapter.run_batch(dataclasses.replace(plan, batch_size=size), after, hook,
+                                      None if together else batch_id)
         except Exception as exc:
             # The commit may have gone through before the error. Retry only once the
             # batch is settled: a retry over a batch left open would record rows twice.
@@ -153,17 +164,21 @@ def _loop(
                 retry.pause(attempt)
                 continue
             raise
+        took = time.monotonic() - started
         attempt = 0
-        if batch.rows and not together:
+        changed = batch.changed
+        if changed and not together:
             store.append([store.mark(run_id, plan.rule, batch_id, "batch_committed")])
             closed.append(batch_id)
             if len(closed) >= PRUNE_EVERY:
                 forget_marks(adapter, closed, log)
-        _count(result, plan, [(r.table, r.action) for r in batch.rows])
-        pace.after_batch(len(batch.rows), batch_id)  # batch_committed, or the progress bar
-        if batch.scanned < plan.batch_size:
+        _count(result, plan, [(r.table, r.action, r.count) for r in batch.removed]
+               + [(r.table, r.action, 1) for r in batch.rows])
+        pace.after_batch(changed, batch_id)  # batch_committed, or the progress bar
+        if batch.scanned < size:
             return
         after = batch.last_key
+        sizer.measured(took)
 
 
 def _recover(policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
@@ -178,15 +193,15 @@ def _recover(policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
     return True
 
 
-def _count_recovered(result: RuleOutcome, plan: Plan, records: list[dict[str, Any]]) -> None:
-    _count(result, plan, [(r["table_name"], r["action"]) for r in records])
+def _count_recovered(result: RuleOutcome, plan: Plan, found: list[dict[str, Any]]) -> None:
+    _count(result, plan, [(r["table_name"], r["action"], 1) for r in found])
 
 
-def _count(result: RuleOutcome, plan: Plan, rows: list[tuple[str, str]]) -> None:
-    for table, action in rows:
+def _count(result: RuleOutcome, plan: Plan, groups: list[tuple[str, str, int]]) -> None:
+    for table, action, count in groups:
         if table != plan.table:
-            result.children[table] = result.children.get(table, 0) + 1
+            result.children[table] = result.children.get(table, 0) + count
         elif action == "delete":
-            result.deleted += 1
+            result.deleted += count
         else:
-            result.anonymized += 1
+            result.anonymized += count

@@ -14,8 +14,9 @@ with ``proof="rows"``: a deleted row is gone; an anonymized row holds its
 anonymized form.
 
 The open batch is marked ``batch_rolled_back`` and the records that did happen
-are appended again in a new, committed batch of the reconciling run, each once;
-then the markers of the closed batches are pruned. Only the holder of the
+are appended again in a new, committed batch of the reconciling run, each once
+(compact ``records`` entries as compact entries, per-row ``record`` entries of
+earlier versions as such); then the markers of the closed batches are pruned. Only the holder of the
 rule's lease reconciles, so a live runner's batch in flight is never touched.
 """
 
@@ -31,9 +32,10 @@ from sqlalchemy import select
 
 from retention.adapters import anonymize
 from retention.adapters.protocol import Adapter
+from retention.audit import records
 from retention.audit.schema import log as log_table
 from retention.audit.schema import runs
-from retention.audit.store import AuditStore
+from retention.audit.store import AuditStore, now_text
 from retention.policy.rules import Policy
 
 log = structlog.get_logger("retention.run.reconcile")
@@ -61,7 +63,8 @@ def reconcile(store: AuditStore, policy: Policy, adapter: Adapter, run_id: str, 
     """
     found = _open_batches(store, policy.name, rule, batch_ids)
     source = policy.rule(rule).source
-    unprovable = [b for b, recs in found.items() if is_marked(b) and recs[0]["source"] != source]
+    unprovable = [b for b, entries in found.items()
+                  if is_marked(b) and entries[0]["source"] != source]
     for batch_id in unprovable:  # its marker is in another source's database
         log.warning("batch_left_open", batch_id=batch_id, rule=rule,
                     reason=f"written for source {found.pop(batch_id)[0]['source']!r}, "
@@ -70,27 +73,63 @@ def reconcile(store: AuditStore, policy: Policy, adapter: Adapter, run_id: str, 
     proven = adapter.committed(marked) if marked else set()
     confirmed: list[dict[str, Any]] = []
     closed: list[str] = []
+    readers = records.Readers()
     try:
-        for batch_id, records in found.items():
+        for batch_id, entries in found.items():
+            intended = _records(entries, readers)
             if is_marked(batch_id):
-                done, proof = (records if batch_id in proven else []), "marker"
+                done, proof = (intended if batch_id in proven else []), "marker"
             else:
-                done, proof = _done(policy, adapter, rule, records), "rows"
-            entries = [store.mark(records[0]["run_id"], rule, batch_id, "batch_rolled_back")]
+                done, proof = _done(policy, adapter, rule, intended), "rows"
+            appended = [store.mark(entries[0]["run_id"], rule, batch_id, "batch_rolled_back")]
             if done:
                 new_id = new_batch_id(marked=False)  # committed in one append: no marker
-                entries += [{"kind": "record", "run_id": run_id, "batch_id": new_id,
-                             "detail": json.dumps({"recovered_from": batch_id}),
-                             **{f: r[f] for f in _COPIED}} for r in done]
-                entries.append(store.mark(run_id, rule, new_id, "batch_committed"))
-            store.append(entries)
+                appended += _again(entries, done, run_id, new_id, batch_id)
+                appended.append(store.mark(run_id, rule, new_id, "batch_committed"))
+            store.append(appended)
             confirmed += done
             closed += [batch_id] if is_marked(batch_id) else []
             log.warning("batch_reconciled", batch_id=batch_id, rule=rule, proof=proof,
-                        confirmed=len(done), rolled_back=len(records) - len(done))
+                        confirmed=len(done), rolled_back=len(intended) - len(done))
     finally:
         forget_marks(adapter, closed, log.bind(rule=rule))
     return confirmed
+
+
+def _records(entries: list[dict[str, Any]], readers: records.Readers
+             ) -> list[dict[str, Any]]:
+    """The intended records of a batch's entries, each knowing its entry and place."""
+    found = []
+    for entry in entries:
+        for index, rec in enumerate(records.expand(entry, readers)):
+            rec["entry_seq"], rec["entry_index"] = entry["seq"], index
+            found.append(rec)
+    return found
+
+
+def _again(entries: list[dict[str, Any]], done: list[dict[str, Any]], run_id: str,
+           new_id: str, batch_id: str) -> list[dict[str, Any]]:
+    """The entries recording ``done`` again in batch ``new_id`` of the reconciling run."""
+    chosen: dict[int, list[int]] = defaultdict(list)
+    for rec in done:
+        chosen[rec["entry_seq"]].append(rec["entry_index"])
+    again: list[dict[str, Any]] = []
+    at = now_text()
+    for entry in entries:
+        indexes = chosen.get(entry["seq"])
+        if not indexes:
+            continue
+        if entry["kind"] == records.KIND:
+            compact = records.Compact.parse(entry["detail"])
+            again.append(records.entry(
+                run_id, entry["rule"], entry["source"], new_id,
+                compact.subset(indexes, entry["table_name"], entry["action"]),
+                compact.reading, at, {**compact.extra, "recovered_from": batch_id}))
+        else:
+            again.append({"kind": records.LEGACY_KIND, "run_id": run_id, "batch_id": new_id,
+                          "detail": json.dumps({"recovered_from": batch_id}),
+                          **{f: entry[f] for f in _COPIED}})
+    return again
 
 
 def forget_marks(adapter: Adapter, batch_ids: list[str], logger: Any) -> None:
@@ -114,7 +153,7 @@ def _open_batches(store: AuditStore, policy: str, rule: str, batch_ids: list[str
         log_table.c.kind.in_(("batch_committed", "batch_rolled_back")))
     of_policy = select(runs.c.run_id).where(runs.c.policy == policy)
     stmt = select(log_table).where(
-        log_table.c.kind == "record", log_table.c.rule == rule,
+        log_table.c.kind.in_(records.KINDS), log_table.c.rule == rule,
         log_table.c.run_id.in_(of_policy), log_table.c.batch_id.not_in(closed))
     if batch_ids is not None:
         stmt = stmt.where(log_table.c.batch_id.in_(batch_ids))
@@ -125,10 +164,10 @@ def _open_batches(store: AuditStore, policy: str, rule: str, batch_ids: list[str
     return found
 
 
-def _done(policy: Policy, adapter: Adapter, rule: str, records: list[dict[str, Any]]
+def _done(policy: Policy, adapter: Adapter, rule: str, intended: list[dict[str, Any]]
           ) -> list[dict[str, Any]]:
     by_table: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
+    for rec in intended:
         by_table[(rec["table_name"], rec["action"])].append(rec)
     done: list[dict[str, Any]] = []
     for (table, action), recs in by_table.items():

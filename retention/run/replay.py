@@ -27,7 +27,8 @@ from typing import Any
 import structlog
 
 from retention.adapters.protocol import Adapter, Batch, Recorded, Replayed
-from retention.audit.store import AuditStore, RunInfo, iso, key_text
+from retention.audit import records
+from retention.audit.store import AuditStore, RunInfo, key_text, now_text
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
 from retention.run import engine, lease
@@ -89,7 +90,7 @@ def _deleted_since(store: AuditStore, policy: Policy, since: str, rules: set[str
     found: dict[str, dict[str, dict[str, dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(dict))
     policy_runs = store.run_ids(policy.name)
-    for rec in store.records(since=since):
+    for rec in store.records(since=since, exact=True):
         if rec["action"] == "delete" and rec["rule"] in rules and rec["run_id"] in policy_runs:
             found[rec["rule"]][rec["table_name"]][rec["record_key"]] = rec
     return {rule: dict(tables) for rule, tables in found.items()}
@@ -97,7 +98,7 @@ def _deleted_since(store: AuditStore, policy: Policy, since: str, rules: set[str
 
 def _recorded(rec: dict[str, Any]) -> Recorded:
     return Recorded(rec["table_name"], json.loads(rec["record_key"]),
-                    dt.datetime.fromisoformat(rec["event_at"]))
+                    dt.datetime.fromisoformat(rec["event_at"]), rec.get("event_key"))
 
 
 def _rule(store: AuditStore, adapter: Adapter, run_id: str, rule: Rule, plan: Plan,
@@ -140,16 +141,18 @@ def _chunk(store: AuditStore, adapter: Adapter, run_id: str, rule: Rule, plan: P
     def hook(batch: Batch, conn: Any) -> None:
         if not batch.rows:
             return
-        entries = []
+        # One entry per table and recorded run it repeats (or "with its parent").
+        groups: dict[tuple[str, str | None], list[Any]] = defaultdict(list)
         for row in batch.rows:
             origin = tables.get(row.table, {}).get(key_text(row.key))
-            entries.append({
-                "kind": "record", "run_id": run_id, "batch_id": batch_id, "rule": rule.name,
-                "source": rule.source, "table_name": row.table, "record_key": key_text(row.key),
-                "action": "delete", "event_at": iso(row.event_at), "due_at": iso(row.due_at),
-                "detail": json.dumps({"replay_of": origin["run_id"]} if origin
-                                     else {"replay_with_parent": True}),
-            })
+            groups[(row.table, origin["run_id"] if origin else None)].append(row)
+        at, reading = now_text(), records.Reading.of(plan)
+        entries = []
+        for (_table, origin_run), rows in groups.items():
+            extra = {"replay_of": origin_run} if origin_run else {"replay_with_parent": True}
+            for removed in records.from_rows(rows):
+                entries.append(records.entry(run_id, rule.name, rule.source, batch_id, removed,
+                                             reading, at, extra))
         if together:
             entries.append(store.mark(run_id, rule.name, batch_id, "batch_committed"))
         store.append(entries, conn if together else None)

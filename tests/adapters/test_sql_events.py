@@ -10,6 +10,7 @@ another form is never selected early.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -180,4 +181,4 @@ def test_a_value_written_after_the_census_in_another_form_is_never_selected_earl
         count = adapter.count(plan)
         batch = adapter.run_batch(plan, None, lambda batch, conn: None)
     assert (count.due, count.unreadable) == (1, 1)
-    assert [r.key for r in batch.rows] == [{"id": 1}]
+    assert [(r.table, json.loads(r.keys)) for r in batch.removed] == [("events", [1])]

@@ -27,13 +27,13 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from retention.adapters.protocol import AffectedRow
+from retention.adapters.protocol import Removed
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from retention import cli
-from retention.audit import chain, export
+from retention.audit import chain, export, records
 from retention.audit.schema import log
 from retention.audit.store import AuditStore, RunInfo, iso
 from retention.instants import parse_instant
@@ -62,17 +62,45 @@ def open_store(url: str) -> Iterator[AuditStore]:
         store.close()
 
 
+READING = records.Reading("completed_at", "naive_utc", None, "", "Europe/Amsterdam",
+                           "6 months after completion plus 7 years")
+
+
+def compact(table: str, ids: list[int], action: str = "delete",
+            event: str = "2010-01-01 00:00:00") -> Removed:
+    """The records of one table of a batch, as the SQL adapter reports them."""
+    return Removed.of(table, action, ("id",), [(i,) for i in ids], [event] * len(ids))
+
+
+def legacy(run_id: str, batch_id: str, rows: list[tuple[str, int]], at: str | None = None,
+           action: str = "delete") -> list[dict[str, Any]]:
+    """Per-row ``record`` entries, as versions before compact entries wrote them."""
+    return [{"kind": "record", "run_id": run_id, "batch_id": batch_id, "rule": "orders",
+             "source": "db", "table_name": table, "record_key": json.dumps({"id": i}),
+             "action": action, "event_at": "2010-01-01T00:00:00.000000+00:00",
+             "due_at": "2017-07-01T22:00:00.000000+00:00", "at": at or iso(AS_OF)}
+            for table, i in rows]
+
+
+def records_in(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of log rows of either kind, one dict each (``record`` columns)."""
+    readers = records.Readers()
+    return [rec for row in rows if row["kind"] in records.KINDS
+            for rec in records.expand(row, readers)]
+
+
 def fill(store: AuditStore, run_id: str = "run-1") -> int:
-    """Append a realistic run (two committed batches) directly; return its entry count."""
+    """Append a realistic run directly: a batch of compact entries, then one of per-row
+    entries as an earlier version wrote them; return its entry count."""
     store.start_run(RunInfo(run_id, "test", "1", "0" * 64, "run", AS_OF))
-    orders = [AffectedRow("orders", {"id": i}, "delete", utc(2010, 1, i), utc(2017, 7, i))
-              for i in (1, 2, 3)]
-    lines = [AffectedRow("order_lines", {"id": 10 + i}, "delete", utc(2010, 1, 1),
-                         utc(2017, 7, 1)) for i in (1, 2)]
-    store.append(store.batch_entries(run_id, "orders", "shop", "b1", orders, committed=True))
-    store.append(store.batch_entries(run_id, "orders", "shop", "b2", lines, committed=True))
+    store.append(store.batch_entries(run_id, "orders", "shop", "b1",
+                                     [compact("orders", [1, 2, 3]),
+                                      compact("order_lines", [11, 12])],
+                                     READING, committed=True))
+    store.append([*legacy(run_id, "b2", [("orders", 4), ("order_lines", 41)]),
+                  store.mark(run_id, "orders", "b2", "batch_committed")])
     store.finish_run(run_id, "ok", [])
-    return 1 + (3 + 1) + (2 + 1) + 1
+    return 1 + (2 + 1) + (2 + 1) + 1
 
 
 def execute(store: AuditStore, statement: str, **params: Any) -> None:
@@ -178,10 +206,10 @@ def recorded(audit_url: str) -> list[tuple[str, int]]:
 
 
 def intent(store: AuditStore, run_id: str, batch_id: str, rows: list[tuple[str, int]]) -> None:
-    """Write the record entries of a batch with no commit mark, as a crashed run leaves them."""
-    affected = [AffectedRow(t, {"id": i}, "delete", utc(2010, 1, 1), utc(2017, 7, 1, 22))
-                for t, i in rows]
-    store.append(store.batch_entries(run_id, "orders", "db", batch_id, affected,
+    """Write the entries of a batch with no commit mark, as a crashed run leaves them."""
+    tables = sorted({t for t, _ in rows}, key=[t for t, _ in rows].index)
+    removed = [compact(t, [i for u, i in rows if u == t]) for t in tables]
+    store.append(store.batch_entries(run_id, "orders", "db", batch_id, removed, READING,
                                      committed=False))
 
 
@@ -199,8 +227,8 @@ def test_an_intact_chain_from_a_real_run_verifies_with_every_entry_counted(
 
     with open_store(db_url) as store:
         verdict = store.verify()
-    # run_started, 2 batches of (order + its lines + batch_committed), run_finished
-    assert verdict == chain.Verdict(True, 1 + (1 + 2 + 1) + (1 + 1 + 1) + 1)
+    # run_started, 2 batches of (orders entry + lines entry + batch_committed), run_finished
+    assert verdict == chain.Verdict(True, 1 + (1 + 1 + 1) + (1 + 1 + 1) + 1)
     assert verdict.entries == len(log_rows(db_url))
 
 
@@ -623,7 +651,7 @@ def test_an_audit_store_in_the_target_database_holds_the_run_and_verifies(
     assert outcome.rules[0].status is Status.OK
     rows = log_rows(db_url)
     assert sorted((r["table_name"], json.loads(r["record_key"])["id"])
-                  for r in rows if r["kind"] == "record") == [
+                  for r in records_in(rows)) == [
         ("order_lines", 171), ("order_lines", 172), ("order_lines", 181), ("orders", 17),
         ("orders", 18)]
     with open_store(db_url) as store:
@@ -635,14 +663,14 @@ def test_an_audit_store_in_the_target_database_holds_the_run_and_verifies(
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 def test_in_the_target_database_every_commit_mark_closes_a_batch_with_records(
         db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each batch_committed follows record entries of its own batch, as in a separate store."""
+    """Each batch_committed follows records entries of its own batch, as in a separate store."""
     make_shop(db_url, [(17, OLD), (19, NEW)], [(171, 17)])
     policy = shop_policy(tmp_path, monkeypatch, db_url, db_url, batch_size=1)
 
     engine.run(policy, AS_OF)
 
     rows = log_rows(db_url)
-    batches_with_records = {r["batch_id"] for r in rows if r["kind"] == "record"}
+    batches_with_records = {r["batch_id"] for r in rows if r["kind"] == "records"}
     marks = [r["batch_id"] for r in rows if r["kind"] == "batch_committed"]
     assert marks == [rows[1]["batch_id"]]
     assert set(marks) == batches_with_records
@@ -674,7 +702,8 @@ def test_in_the_target_database_a_batch_that_fails_leaves_neither_change_nor_ent
 
 def test_a_separate_audit_store_writes_intents_then_a_commit_mark_per_batch(
         db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """In another database each batch is its record entries followed by batch_committed."""
+    """In another database each batch is its records entries (one per table) followed by
+    batch_committed."""
     audit = sqlite_file(tmp_path, "audit.db")
     make_shop(db_url, [(17, OLD), (18, OLD), (19, NEW)], [(171, 17), (172, 17), (181, 18)])
     policy = shop_policy(tmp_path, monkeypatch, db_url, audit, batch_size=1)
@@ -684,14 +713,16 @@ def test_a_separate_audit_store_writes_intents_then_a_commit_mark_per_batch(
     rows = log_rows(audit)
     assert [(r["kind"], r["table_name"]) for r in rows] == [
         ("run_started", None),
-        ("record", "orders"), ("record", "order_lines"), ("record", "order_lines"),
+        ("records", "orders"), ("records", "order_lines"),
         ("batch_committed", None),
-        ("record", "orders"), ("record", "order_lines"),
+        ("records", "orders"), ("records", "order_lines"),
         ("batch_committed", None),
         ("run_finished", None)]
-    assert rows[1]["batch_id"] == rows[3]["batch_id"] == rows[4]["batch_id"]
-    assert rows[5]["batch_id"] == rows[6]["batch_id"] == rows[7]["batch_id"]
-    assert rows[4]["batch_id"] != rows[7]["batch_id"]
+    assert [json.loads(r["detail"])["keys"] for r in rows[1:7] if r["kind"] == "records"] == [
+        [17], [171, 172], [18], [181]]
+    assert rows[1]["batch_id"] == rows[2]["batch_id"] == rows[3]["batch_id"]
+    assert rows[4]["batch_id"] == rows[5]["batch_id"] == rows[6]["batch_id"]
+    assert rows[3]["batch_id"] != rows[6]["batch_id"]
     target = sa.create_engine(db_url, poolclass=NullPool)
     try:
         assert "retention_log" not in sa.inspect(target).get_table_names()
@@ -709,7 +740,7 @@ def test_a_separate_audit_store_rolls_back_a_batch_that_failed_after_its_intents
 
     def fail_after_the_intents(self: AuditStore, entries: Any, conn: Any = None) -> None:
         append(self, entries, conn)
-        if any(e["kind"] == "record" and "detail" not in e for e in entries):
+        if any(e["kind"] == "records" for e in entries):
             raise RuntimeError("connection lost before commit")
 
     monkeypatch.setattr(AuditStore, "append", fail_after_the_intents)
@@ -718,7 +749,7 @@ def test_a_separate_audit_store_rolls_back_a_batch_that_failed_after_its_intents
     assert outcome.rules[0].status is Status.FAILED
     assert keys(sqlite_url, "orders") == {17}
     kinds = [(r["kind"], r["table_name"]) for r in log_rows(audit)]
-    assert kinds == [("run_started", None), ("record", "orders"), ("record", "order_lines"),
+    assert kinds == [("run_started", None), ("records", "orders"), ("records", "order_lines"),
                      ("batch_rolled_back", None), ("run_finished", None)]
     with open_store(audit) as store:
         assert store.open_batches() == []
@@ -792,11 +823,12 @@ def test_the_next_run_rolls_back_the_open_batch_before_doing_anything_new(
                  if r["kind"] == "run_started" and r["run_id"] == outcome.run_id)
     rolled_back = rows[start + 1]
     assert (rolled_back["kind"], rolled_back["batch_id"]) == ("batch_rolled_back", batch_id)
-    recovered = rows[start + 2:start + 2 + 5]
-    assert {r["kind"] for r in recovered} == {"record"}
+    recovered = rows[start + 2:start + 2 + 2]
+    assert [(r["kind"], r["table_name"]) for r in recovered] == [
+        ("records", "orders"), ("records", "order_lines")]
     assert {json.loads(r["detail"])["recovered_from"] for r in recovered} == {batch_id}
     assert {r["run_id"] for r in recovered} == {outcome.run_id}
-    mark = rows[start + 7]
+    mark = rows[start + 4]
     assert (mark["kind"], mark["batch_id"]) == ("batch_committed", recovered[0]["batch_id"])
 
 
@@ -807,10 +839,9 @@ def test_reconciliation_confirms_exactly_the_intended_rows_that_are_gone(
 
     engine.run(policy, AS_OF)
 
-    rows = log_rows(audit)
-    recovered = [(r["table_name"], json.loads(r["record_key"])["id"]) for r in rows
-                 if r["kind"] == "record" and r["detail"]
-                 and json.loads(r["detail"]).get("recovered_from") == batch_id]
+    rows = [r for r in log_rows(audit) if r["kind"] == "records"
+            and json.loads(r["detail"]).get("recovered_from") == batch_id]
+    recovered = [(r["table_name"], json.loads(r["record_key"])["id"]) for r in records_in(rows)]
     assert sorted(recovered) == [("order_lines", 11), ("order_lines", 12),
                                  ("order_lines", 21), ("orders", 1), ("orders", 2)]
 
@@ -891,16 +922,18 @@ def test_an_open_anonymize_batch_is_confirmed_only_for_rows_already_anonymized(
         "    action:\n      anonymize: {ip: truncate_ip}\n")))
     with open_store(audit) as store:
         store.start_run(RunInfo("crashed-run", "test", None, policy.sha256, "run", AS_OF))
-        rows = [AffectedRow("visits", {"id": i}, "anonymize", utc(2010, 1, 1),
-                            utc(2010, 1, 2)) for i in (1, 2)]
-        store.append(store.batch_entries("crashed-run", "v", "db", "crashed-batch", rows,
+        reading = records.Reading("visited_at", "naive_utc", None, "", "UTC",
+                                  "1 day after visited_at")
+        store.append(store.batch_entries("crashed-run", "v", "db", "crashed-batch",
+                                         [compact("visits", [1, 2], "anonymize")], reading,
                                          committed=False))
 
     engine.run(policy, AS_OF)
 
     assert sorted(recorded(audit)) == [("visits", 1), ("visits", 2)]
-    recovered = [json.loads(r["record_key"])["id"] for r in log_rows(audit)
-                 if r["kind"] == "record" and r["detail"]]
+    recovered = [json.loads(r["record_key"])["id"] for r in records_in(
+        [r for r in log_rows(audit) if r["kind"] == "records"
+         and "recovered_from" in json.loads(r["detail"])])]
     assert recovered == [1]
 
 
@@ -957,7 +990,7 @@ def test_a_target_password_never_reaches_a_separate_audit_store(
 
     assert outcome.rules[0].deleted == 1
     text = _audit_text(audit)
-    assert '"id":17' in text.replace(" ", "")
+    assert '"keys":[17]' in text.replace(" ", "")
     assert PASSWORD not in text
     assert PASSWORD.encode() not in (tmp_path / "audit.db").read_bytes()
 
@@ -972,7 +1005,7 @@ def test_a_password_never_reaches_an_audit_store_in_the_target_database(
 
     assert outcome.rules[0].deleted == 1
     text = _audit_text(password_url)
-    assert '"id":17' in text.replace(" ", "")
+    assert '"keys":[17]' in text.replace(" ", "")
     assert PASSWORD not in text
 
 
@@ -986,7 +1019,7 @@ def test_a_password_never_reaches_the_audit_store_when_a_rule_fails(
 
     def fail_with_the_url(self: AuditStore, entries: Any, conn: Any = None) -> None:
         append(self, entries, conn)
-        if any(e["kind"] == "record" for e in entries):
+        if any(e["kind"] == "records" for e in entries):
             raise RuntimeError(f"lost {password_url}")
 
     monkeypatch.setattr(AuditStore, "append", fail_with_the_url)

@@ -593,13 +593,16 @@ def test_audit_verify_exits_0_on_an_intact_store(two_runs: TwoRuns) -> None:
 
 def test_audit_verify_exits_1_and_names_the_altered_entry(two_runs: TwoRuns,
                                                            tmp_path: Path) -> None:
-    """Changing one record's key in the SQLite audit file is found, by its sequence number."""
+    """Changing one record's key in the SQLite audit file is found, by its sequence number
+    (the key inside a batch's ``records`` entry)."""
     tampered = tmp_path / "audit.db"
     shutil.copy(two_runs.shop.audit, tampered)
     conn = sqlite3.connect(tampered)
-    seq = conn.execute("SELECT seq FROM retention_log WHERE kind = 'record' "
-                       "ORDER BY seq LIMIT 1 OFFSET 4").fetchone()[0]
-    conn.execute("UPDATE retention_log SET record_key = '{\"id\":999999}' WHERE seq = ?", (seq,))
+    seq, detail = conn.execute("SELECT seq, detail FROM retention_log WHERE kind = 'records' "
+                               "ORDER BY seq LIMIT 1 OFFSET 1").fetchone()
+    found = json.loads(detail)
+    found["keys"][0] = 999999
+    conn.execute("UPDATE retention_log SET detail = ? WHERE seq = ?", (json.dumps(found), seq))
     conn.commit()
     conn.close()
 

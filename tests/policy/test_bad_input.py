@@ -459,6 +459,10 @@ DIGITS_30 = "123456789012345678901234567890"
     (f"batch_size: {DIGITS_30}", "batch_size"),
     (f"max_rows: {DIGITS_30}", "max_rows"),
     ("batch_size: 1" + "0" * 5000, "batch_size"),  # more digits than Python reads
+    ("batch_size: 1000001", "batch_size"),  # past the most rows one batch may take
+    ("batch_seconds: .nan", "batch_seconds"),
+    ("batch_seconds: 0", "batch_seconds"),  # batches of one row, forever
+    ("batch_seconds: 3601", "batch_seconds"),  # a transaction of an hour is no batch
     ("schedule: every 100000000000 hours", "schedule"),
     ("legal_basis: 0000-01-01", "legal_basis"),  # a YAML date before year 1
 ], ids=lambda v: v if len(v) < 40 else v[:20] + "...")

@@ -48,6 +48,7 @@ from retention.adapters.sql_marks import MARKS_TABLE
 from sqlalchemy.pool import NullPool
 
 from retention import calendar
+from retention.audit import records
 from retention.audit.schema import log as log_table
 from retention.audit.store import AuditStore
 from retention.policy.load import load_policy
@@ -369,11 +370,13 @@ def open_intents(store: AuditStore, batch_ids: list[str]) -> dict[str, set[int]]
     found: dict[str, set[int]] = collections.defaultdict(set)
     if not batch_ids:
         return found
+    readers = records.Readers()
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(log_table.c.table_name, log_table.c.record_key).where(
-            log_table.c.kind == "record", log_table.c.batch_id.in_(batch_ids)))
-        for table, key in rows:
-            found[table].add(json.loads(key)["id"])
+        rows = conn.execute(sa.select(log_table).where(
+            log_table.c.kind.in_(records.KINDS), log_table.c.batch_id.in_(batch_ids)))
+        for row in rows:
+            for rec in records.expand(dict(row._mapping), readers):
+                found[rec["table_name"]].add(json.loads(rec["record_key"])["id"])
     return found
 
 

@@ -117,7 +117,8 @@ def test_the_report_and_a_dry_run_count_blocked_rows_per_referencing_table(
 
 def test_the_delete_rechecks_the_reference_in_the_statement_itself(
         db_url: str, db_kind: str, tmp_path: Path) -> None:
-    """Handed a referenced key, the delete statement removes nothing."""
+    """Handed a key range holding referenced keys, the delete statement removes only the
+    unreferenced one."""
     _users(db_url, db_kind)
     policy = _policy(tmp_path, db_url, USERS_RULE)
     with engine.Session(policy) as session:
@@ -126,8 +127,8 @@ def test_the_delete_rechecks_the_reference_in_the_statement_itself(
         assert isinstance(adapter, SqlAdapter)
         table = adapter.table("users")
         with adapter.engine.begin() as conn:
-            gone = conn.execute(q.delete_keys(table, plans["users"], adapter.dialect,
-                                              [(2,), (3,), (4,)])).rowcount
+            gone = conn.execute(q.delete_range(table, plans["users"], adapter.dialect,
+                                               (1,), (4,))).rowcount
     assert gone == 1
     assert keys(db_url, "users") == {1, 2, 3, 5}
 
@@ -231,7 +232,8 @@ def test_the_command_line_warns_shows_and_counts_the_blocking_reference(
     shown = _cli(tmp_path, sqlite_url, "plan", path, "--as-of", AS_OF.isoformat())
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.count("NOT (EXISTS (SELECT 1 \nFROM admin_log \n"
-                              "WHERE users.id = admin_log.user_id))") == 2  # select, delete
+                              "WHERE users.id = admin_log.user_id))") == 3
+    # in the select, the children's delete (its due parents) and the delete
     assert "not referenced by admin_log (user_id)" in shown.stdout
     reported = _cli(tmp_path, sqlite_url, "report", path, "--as-of", AS_OF.isoformat(),
                     "--format", "json")

@@ -238,3 +238,33 @@ def test_replay_reads_event_text_in_any_stored_form_on_sqlite(sqlite_url: str,
         assert store.verify().ok
     finally:
         store.close()
+
+
+def test_replay_tells_records_apart_by_the_nanosecond_of_their_event(sqlite_url: str,
+                                                                     tmp_path: Path) -> None:
+    """Event text with nine fraction digits: a row whose event differs from the recorded
+    one only past the microsecond is another record, left alone; the recorded one goes."""
+    deleted = "(1, '2015-01-01 10:00:00.123456789'), (2, '2015-01-01 10:00:00.123456789')"
+    eng = sa.create_engine(sqlite_url)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, done_at TEXT)")
+        conn.exec_driver_sql(f"INSERT INTO orders VALUES {deleted}")
+    os.environ["ORDERS_TEST_URL"] = sqlite_url
+    policy = load_policy(write_policy(tmp_path, (
+        "policy: orders\nsources:\n  db: {adapter: sql, url: '${ORDERS_TEST_URL}'}\n"
+        f"audit: {{url: 'sqlite:///{tmp_path}/audit.db'}}\n"
+        "rules:\n  orders:\n    table: orders\n    retain: 1 year after done_at\n"
+        "    max_fraction: 1.0\n")))
+    assert engine.run(policy, AS_OF).rules[0].deleted == 2
+    with eng.begin() as conn:  # 1 as recorded; 2 one nanosecond later (same microsecond)
+        conn.exec_driver_sql("INSERT INTO orders VALUES (1, '2015-01-01 10:00:00.123456789'), "
+                             "(2, '2015-01-01 10:00:00.123456790')")
+    eng.dispose()
+    store = AuditStore(policy.audit_url)
+    try:
+        applied = replay(policy, store, SINCE, apply=True, as_of=AS_OF)
+        assert applied["rules"][0]["deleted"] == {"orders": 1}
+        assert applied["rules"][0]["left_alone"] == {"orders": {"reused_key": 1}}
+        assert keys(sqlite_url, "orders") == {2}
+    finally:
+        store.close()

@@ -8,8 +8,8 @@ test-only code path for this; the stop wraps :meth:`AuditStore.append`:
 
 * ``after_target_commit``: just before the first ``batch_committed`` of a batch
   is appended, i.e. after the target committed (a separate audit store);
-* ``before_target_commit``: just after the first batch's intents were appended,
-  i.e. while the target's transaction is still open.
+* ``before_target_commit``: just after the first batch's intents (its ``records``
+  entries) were appended, i.e. while the target's transaction is still open.
 * ``files_decided``: a files source's batch has just been decided ``committed`` and
   none of its files is deleted yet (wraps ``Journal.decide``).
 
@@ -37,8 +37,7 @@ def _install(point: str) -> None:
         if point == "after_target_commit" and conn is None and kinds == {"batch_committed"}:
             os.kill(os.getpid(), signal.SIGSTOP)
         append(self, entries, conn)
-        if point == "before_target_commit" and conn is None and kinds == {"record"} and \
-                not any(e.get("detail") for e in entries):
+        if point == "before_target_commit" and conn is None and kinds == {"records"}:
             os.kill(os.getpid(), signal.SIGSTOP)
 
     AuditStore.append = stopping  # type: ignore[method-assign]
