@@ -433,6 +433,8 @@ class SqlAdapter:
         version = self.engine.dialect.server_version_info or ()
         if not (getattr(self.engine.dialect, "is_mariadb", False) and version >= (10, 5)):
             return False
+        if not self.use_returning:  # a server like MySQL or MariaDB < 10.5 (see above)
+            return False
         if plan.predicate is not Predicate.RANGE or len(plan.primary_key) != 1:
             return False
         if any(c.table == plan.table or len(c.primary_key) != 1 for c in plan.children):

@@ -269,7 +269,7 @@ def test_a_failing_audit_hook_puts_every_staged_file_back(
     append = AuditStore.append
 
     def full(self: AuditStore, entries: Any, conn: Any = None) -> None:
-        if {e["kind"] for e in entries} == {"record"}:
+        if {e["kind"] for e in entries} == {"records"}:
             raise RuntimeError("the audit store is full")
         append(self, entries, conn)
 
