@@ -101,9 +101,11 @@ def _is_date(plan: Plan) -> bool:
     return not isinstance(plan.bound, dt.datetime) and isinstance(plan.bound, dt.date)
 
 
-def layout(conn: Connection, plan: Plan, table: Table) -> Layout | None:
-    """The partitions of ``plan``'s table and the decision for each; None when the table
-    is not partitioned (or the database is not PostgreSQL). Reads only."""
+def layout(conn: Connection, plan: Plan, table: Table, only: str | None = None
+           ) -> Layout | None:
+    """The partitions of ``plan``'s table (or just the one named ``only``) and the
+    decision for each; None when the table is not partitioned (or the database is not
+    PostgreSQL). Reads only."""
     if conn.dialect.name != "postgresql":
         return None
     found = conn.execute(sa.text(
@@ -127,7 +129,8 @@ def layout(conn: Connection, plan: Plan, table: Table) -> Layout | None:
         "AS bound, pg_has_role(c.relowner, 'USAGE') AS owned "
         "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE i.inhparent = :parent ORDER BY c.relname"), {"parent": found.oid}).all()
+        "WHERE i.inhparent = :parent AND c.relname = COALESCE(:only, c.relname) "
+        "ORDER BY c.relname"), {"parent": found.oid, "only": only}).all()
     parts = tuple(_partition(conn, plan, table, row, found.nspname) for row in rows)
     parent = _qualified(conn, found.nspname, table.name)
     shown: list[str] = []
@@ -269,7 +272,7 @@ def drop(engine: Engine, plan: Plan, table: Table, partition: Partition, record:
         timeouts(conn, plan)
         qualified = _qualified(conn, partition.schema, partition.name)
         _lock(conn, qualified)
-        now = layout(conn, plan, table)
+        now = layout(conn, plan, table, only=partition.name)
         again = next((p for p in now.partitions if p.name == partition.name), None) \
             if now is not None else None
         if again is None or not again.drop:

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from retention.adapters.sql import SqlAdapter
 from sqlalchemy.pool import NullPool
 
+from retention.audit.store import AuditStore
 from retention.errors import PolicyError
 from retention.policy.load import load_policy
 from retention.policy.rules import Policy
@@ -211,7 +212,6 @@ def test_a_partition_holding_a_held_row_is_kept_and_its_other_rows_go_in_batches
     _create(postgres_url, rows)
     policy = _policy(tmp_path, postgres_url)
     held = next(r for r in rows if r["id"] == 205)
-    from retention.audit.store import AuditStore
     store = AuditStore(policy.audit_url)
     try:
         holds.add(store, "parts", "events", {"id": 205, "at": held["at"].isoformat()},
@@ -379,3 +379,35 @@ def test_drop_partitions_must_be_true_or_false(tmp_path: Path, value: str) -> No
         load_policy(path)
     assert "policy.yaml:18: rule 'events': 'drop_partitions' must be true or false" \
         in str(caught.value)
+
+
+@pytest.mark.parametrize("audit", ["sqlite", "target"])
+def test_a_drop_that_times_out_on_a_lock_leaves_the_partition_whole_and_unrecorded(
+        tmp_path: Path, postgres_url: str, audit: str) -> None:
+    """The application reads the table in an open transaction: DETACH cannot take the
+    parent's lock within lock_timeout, the drop rolls back whole (nothing recorded of
+    it, its marker proves it), and the batches delete the partition's due rows."""
+    rows = _rows()
+    _create(postgres_url, rows)
+    os.environ["PARTS_URL"] = postgres_url
+    os.environ["PARTS_AUDIT_URL"] = (postgres_url if audit == "target"
+                                     else f"sqlite:///{tmp_path}/audit.db")
+    policy = load_policy(write_policy(tmp_path, POLICY + "    lock_timeout: 0.3\n"))
+    reader = sa.create_engine(postgres_url, poolclass=NullPool)
+    try:
+        with reader.connect() as conn, conn.begin():
+            conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
+            rule = engine.run(policy, AS_OF).rules[0]
+    finally:
+        reader.dispose()
+    due = {r["id"] for r in rows if _due(r)}
+    assert (rule.status, rule.deleted, rule.partitions_dropped) == (Status.OK, len(due), [])
+    assert _tables(postgres_url) == ALL_TABLES
+    assert _ids(postgres_url) == {r["id"] for r in rows} - due
+    assert collections.Counter(r["key"]["id"] for r in audited(policy.audit_url)) == \
+        collections.Counter(due)
+    store = AuditStore(policy.audit_url)
+    try:
+        assert store.open_batches() == [] and store.verify().ok
+    finally:
+        store.close()
