@@ -114,9 +114,9 @@ def _execute(url: str, statements: list[str], params: list[dict[str, Any]] | Non
         eng.dispose()
 
 
-def _create(url: str, rows: list[dict[str, Any]]) -> None:
+def _create(url: str, rows: list[dict[str, Any]], kind: str = "timestamptz") -> None:
     statements = [
-        "CREATE TABLE events (id integer NOT NULL, at timestamptz NOT NULL, "
+        f"CREATE TABLE events (id integer NOT NULL, at {kind} NOT NULL, "
         "status varchar(12) NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)",
         "CREATE TABLE events_old PARTITION OF events DEFAULT",
         "CREATE TABLE events_2022 PARTITION OF events FOR VALUES FROM ('2022-01-01 00:00+00') "
@@ -229,11 +229,18 @@ def test_a_partition_holding_a_held_row_is_kept_and_its_other_rows_go_in_batches
         collections.Counter(due)
 
 
-def test_the_range_decides_exactly_at_the_cutoff(tmp_path: Path, postgres_url: str) -> None:
-    """A partition ending one microsecond after the cutoff goes whole; one day earlier its
-    range ends after the cutoff, and its rows (all due then too) go in batches."""
+@pytest.mark.parametrize("kind", ["timestamptz", "timestamp", "date"])
+def test_the_range_decides_exactly_at_the_cutoff(tmp_path: Path, postgres_url: str,
+                                                 kind: str) -> None:
+    """A partition ending one microsecond (a date column: one day) after the cutoff goes
+    whole; one day earlier its range ends after the cutoff, and its rows (all due then
+    too) go in batches."""
     rows = [{"id": i, "at": _utc(2024, 2, 1 + i), "status": "done"} for i in range(10)]
-    _create(postgres_url, rows)
+    if kind == "timestamp":
+        rows = [{**r, "at": r["at"].replace(tzinfo=None)} for r in rows]
+    elif kind == "date":
+        rows = [{**r, "at": r["at"].date()} for r in rows]
+    _create(postgres_url, rows, kind)
     # cutoff 2024-02-28 23:59:59.999999: the partition [02-01, 03-01) ends after it
     early = engine.run(_policy(tmp_path, postgres_url), _utc(2024, 3, 30, 12)).rules[0]
     assert (early.deleted, early.partitions_dropped) == (10, [])
