@@ -22,6 +22,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
+from retention.adapters import sql_partitions
 from retention.adapters.sql import SqlAdapter
 from sqlalchemy.pool import NullPool
 
@@ -418,3 +421,13 @@ def test_a_drop_that_times_out_on_a_lock_leaves_the_partition_whole_and_unrecord
         assert store.open_batches() == [] and store.verify().ok
     finally:
         store.close()
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_a_quoted_range_bound_reads_back_as_written(value: str) -> None:
+    """pg_get_expr quotes a bound as a SQL literal ('' for a quote); MINVALUE and
+    MAXVALUE, and anything not one quoted literal, are no value."""
+    assert sql_partitions._literal("'" + value.replace("'", "''") + "'") == value
+    assert sql_partitions._literal(value) is None or value.strip().startswith("'")
+    for word in ("MINVALUE", "MAXVALUE", "'a', 'b'", "'a''"):
+        assert sql_partitions._literal(word) is None
