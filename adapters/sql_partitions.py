@@ -316,30 +316,32 @@ def _rows(conn: Connection, plan: Plan, part: Table) -> Iterator[list[AffectedRo
         found = conn.execute(stmt).all()
         if not found:
             return
-        yield [AffectedRow(table=plan.table, key=dict(zip(plan.primary_key, r[:width],
-                                                              strict=True)),
-                           action="delete", event_at=plan.event_instant(r[width]),
-                           due_at=due_at(r[width])) for r in found]
+        names, table = plan.primary_key, plan.table
+        chunk = []
+        for r in found:
+            event_at = plan.event_instant(r[width])
+            chunk.append(AffectedRow(table, dict(zip(names, r[:width], strict=True)),
+                                     "delete", event_at, due_at(event_at)))
+        yield chunk
         if len(found) < READ_CHUNK:
             return
         after = tuple(found[-1][:width])
 
 
 class _DueAt:
-    """``plan.due_instant``, computed once per local date for calendar spans (the due
-    instant depends on nothing else there)."""
+    """The due instant of an event instant, computed once per local date for calendar
+    spans (the due instant depends on nothing else there)."""
 
     def __init__(self, plan: Plan) -> None:
-        self.plan = plan
+        self.retain = plan.retain
         self.tz = calendar.zone(plan.timezone)
-        self.by_date: dict[dt.date, dt.datetime] | None = (
-            {} if plan.retain.kind is Kind.CALENDAR else None)
+        self.by_date: dict[dt.date, dt.datetime] = {}
 
-    def __call__(self, value: Any) -> dt.datetime:
-        if self.by_date is None:
-            return self.plan.due_instant(value)
-        day = calendar.local_date(self.plan.event_instant(value), self.tz)
+    def __call__(self, event_at: dt.datetime) -> dt.datetime:
+        if self.retain.kind is not Kind.CALENDAR:
+            return calendar.due_at(event_at, self.retain, self.tz)
+        day = calendar.local_date(event_at, self.tz)
         found = self.by_date.get(day)
         if found is None:
-            found = self.by_date[day] = self.plan.due_instant(value)
+            found = self.by_date[day] = calendar.due_at(event_at, self.retain, self.tz)
         return found

@@ -18,19 +18,22 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from retention.adapters import sql_partitions
 from retention.adapters.sql import SqlAdapter
 from sqlalchemy.pool import NullPool
 
+from retention import calendar
 from retention.audit.store import AuditStore
 from retention.errors import PolicyError
 from retention.policy.load import load_policy
+from retention.policy.phrase import parse
 from retention.policy.rules import Policy
 from retention.run import engine, holds
 from retention.run.outcome import Status
@@ -431,3 +434,19 @@ def test_a_quoted_range_bound_reads_back_as_written(value: str) -> None:
     assert sql_partitions._literal(value) is None or value.strip().startswith("'")
     for word in ("MINVALUE", "MAXVALUE", "'a', 'b'", "'a''"):
         assert sql_partitions._literal(word) is None
+
+
+@settings(max_examples=200)
+@given(st.lists(st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2030, 1, 1),
+                             timezones=st.just(dt.UTC)), min_size=1, max_size=20),
+       st.sampled_from(["6 months after at plus 7 years", "30 days after at", "24 hours after at",
+                        "until at"]),
+       st.sampled_from(["UTC", "Europe/Amsterdam", "America/St_Johns", "Australia/Lord_Howe"]))
+def test_due_instants_of_a_dropped_partition_are_the_batches_own(
+        events: list[dt.datetime], retain: str, zone: str) -> None:
+    """Memoised per local date (calendar spans), the due instant is calendar.due_at's."""
+    rule = parse(retain)
+    memo = sql_partitions._DueAt(SimpleNamespace(retain=rule, timezone=zone))  # type: ignore[arg-type]
+    tz = calendar.zone(zone)
+    for event in events + events[::-1]:
+        assert memo(event) == calendar.due_at(event, rule, tz)
