@@ -162,22 +162,19 @@ def _table_reason(conn: Connection, plan: Plan, found: Any) -> str | None:
 
 def _side_effects(conn: Connection, oid: int, what: str) -> str | None:
     """A DELETE trigger or rule, or a publication of deletes, on ``oid``: a drop would
-    skip what a DELETE does there."""
-    triggers = conn.execute(sa.text(
-        "SELECT count(*) FROM pg_trigger WHERE tgrelid = :oid AND NOT tgisinternal "
-        f"AND tgtype & {_DELETE_TRIGGER} <> 0"), {"oid": oid}).scalar_one()
-    if triggers:
-        return f"{what} has a DELETE trigger, which a drop would not fire"
-    rules = conn.execute(sa.text(
-        "SELECT count(*) FROM pg_rewrite WHERE ev_class = :oid AND ev_type = '4'"),
-        {"oid": oid}).scalar_one()
-    if rules:
-        return f"{what} has a DELETE rule, which a drop would not apply"
-    published = conn.execute(sa.text(
-        "SELECT count(*) FROM pg_publication p JOIN pg_publication_tables t "
+    skip what a DELETE does there. One statement."""
+    triggers, rules, published = conn.execute(sa.text(
+        "SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = :oid AND NOT tgisinternal "
+        f"AND tgtype & {_DELETE_TRIGGER} <> 0), "
+        "(SELECT count(*) FROM pg_rewrite WHERE ev_class = :oid AND ev_type = '4'), "
+        "(SELECT count(*) FROM pg_publication p JOIN pg_publication_tables t "
         "ON t.pubname = p.pubname JOIN pg_class c ON c.relname = t.tablename "
         "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = t.schemaname "
-        "WHERE p.pubdelete AND c.oid = :oid"), {"oid": oid}).scalar_one()
+        "WHERE p.pubdelete AND c.oid = :oid)"), {"oid": oid}).one()
+    if triggers:
+        return f"{what} has a DELETE trigger, which a drop would not fire"
+    if rules:
+        return f"{what} has a DELETE rule, which a drop would not apply"
     if published:
         return f"{what} is published for logical replication, and a drop reaches no subscriber"
     return None

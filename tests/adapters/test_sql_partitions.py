@@ -329,6 +329,24 @@ def test_a_table_with_a_delete_trigger_keeps_its_partitions(
         eng.dispose()
 
 
+def test_a_partition_published_for_replication_is_kept(
+        tmp_path: Path, postgres_url: str) -> None:
+    """A drop reaches no logical-replication subscriber: a published partition stays, and
+    its rows go in batches (which the publication replicates as deletes)."""
+    rows = _rows()
+    _create(postgres_url, rows)
+    _execute(postgres_url, ["CREATE PUBLICATION events_out FOR TABLE events_2023"])
+    policy = _policy(tmp_path, postgres_url)
+    shown = _cli(tmp_path, postgres_url, "plan", str(tmp_path / "policy.yaml"),
+                 "--as-of", AS_OF.isoformat())
+    assert "--   keep events_2023: it is published for logical replication" in shown.stdout, \
+        shown.stdout
+    rule = engine.run(policy, AS_OF).rules[0]
+    due = {r["id"] for r in rows if _due(r)}
+    assert (rule.deleted, rule.partitions_dropped) == (len(due), ["events_2024_01"])
+    assert "events_2023" in _tables(postgres_url)
+
+
 def test_a_partition_a_view_depends_on_is_left_to_the_batches(
         tmp_path: Path, postgres_url: str) -> None:
     """DROP TABLE without CASCADE fails on a dependent view: the drop rolls back whole,
