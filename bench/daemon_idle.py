@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retention.db import create_engine
 from retention.policies import examples
+
+from retention.db import create_engine
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RETENTION = Path(sys.executable).with_name("retention")
