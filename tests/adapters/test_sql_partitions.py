@@ -235,6 +235,28 @@ def test_a_partition_holding_a_held_row_is_kept_and_its_other_rows_go_in_batches
         collections.Counter(due)
 
 
+def test_a_partition_holding_a_referenced_row_is_kept_and_the_row_blocked(
+        tmp_path: Path, postgres_url: str) -> None:
+    """A foreign key the rule does not declare references one row of a wholly due
+    partition: the partition stays, the row stays (blocked), the other rows go in batches."""
+    rows = _rows()
+    _create(postgres_url, rows)
+    kept = next(r for r in rows if r["id"] == 120)
+    _execute(postgres_url, [
+        "CREATE TABLE notes (id integer PRIMARY KEY, event_id integer NOT NULL, "
+        "event_at timestamptz NOT NULL, FOREIGN KEY (event_id, event_at) "
+        "REFERENCES events (id, at))",
+        f"INSERT INTO notes VALUES (1, 120, '{kept['at'].isoformat()}')",
+    ])
+    rule = engine.run(_policy(tmp_path, postgres_url), AS_OF).rules[0]
+    due = {r["id"] for r in rows if _due(r)} - {120}
+    assert (rule.status, rule.deleted, rule.blocked) == (Status.OK, len(due), {"notes": 1})
+    assert rule.partitions_dropped == ["events_2024_01"]
+    assert _ids(postgres_url) == {r["id"] for r in rows} - due
+    assert collections.Counter(r["key"]["id"] for r in audited(
+        f"sqlite:///{tmp_path}/audit.db")) == collections.Counter(due)
+
+
 @pytest.mark.parametrize("kind", ["timestamptz", "timestamp", "date"])
 def test_the_range_decides_exactly_at_the_cutoff(tmp_path: Path, postgres_url: str,
                                                  kind: str) -> None:
