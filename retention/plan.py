@@ -161,6 +161,7 @@ class Plan:
     pause_between_batches: float = 0.0  # seconds of rest after each batch
     max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
     max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
+    drop_partitions: bool = True  # delete rules: drop wholly due PostgreSQL partitions
 
     def describe(self) -> str:
         """One line for the audit record, the logs and ``retention plan``."""

@@ -155,4 +155,5 @@ def make_plan(
         pause_between_batches=rule.pause_between_batches,
         max_runtime=rule.max_runtime,
         max_replica_lag=rule.max_replica_lag,
+        drop_partitions=rule.drop_partitions and not rule.action.columns,
     )
