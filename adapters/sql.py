@@ -27,7 +27,13 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from retention.adapters import anonymize, sql_events, sql_foreign_keys, sql_replay
+from retention.adapters import (
+    anonymize,
+    sql_events,
+    sql_foreign_keys,
+    sql_partitions,
+    sql_replay,
+)
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import (
     Batch,
@@ -566,6 +572,30 @@ class SqlAdapter:
         changed = Removed.of(plan.table, "anonymize", plan.primary_key, keys, events)
         return Batch((), len(rows), tuple(rows[-1][:width]),
                      (changed,) if changed.count else ())
+
+    # -- whole partitions (sql_partitions) -------------------------------------------
+
+    def partitions(self, plan: Plan) -> sql_partitions.Layout | None:
+        """The partitions of the plan's table and which a run would drop whole; None when
+        the table is not partitioned. Reads only; raises the driver's errors."""
+        if self.dialect != "postgresql":
+            return None
+        with self.engine.connect() as conn:
+            return sql_partitions.layout(conn, plan, self.table(plan.table))
+
+    def drop_partition(self, plan: Plan, partition: sql_partitions.Partition,
+                       record: sql_partitions.Record, before_commit: sql_partitions.BeforeCommit,
+                       batch_id: str | None = None) -> int | None:
+        """Detach and drop a wholly due partition, its rows given to ``record`` first, with
+        the commit marker of ``batch_id`` as a batch writes it (:func:`sql_partitions.drop`).
+        """
+        def mark(conn: Connection) -> None:
+            assert batch_id is not None
+            self.marks.write(conn, batch_id)
+
+        return self.marks.creating(batch_id is not None, lambda: sql_partitions.drop(
+            self.engine, plan, self.table(plan.table), partition, record, before_commit,
+            None if batch_id is None else mark, self._timeouts))
 
     # -- commit markers and replay -------------------------------------------------
 

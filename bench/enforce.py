@@ -17,8 +17,9 @@ ratios of:
 * ``audit export`` and ``audit verify`` at two sizes (N/10 and N orders' records);
 * the same on MariaDB against its own raw DELETE (and Laravel's MySQL statement);
 * a table partitioned by month: raw DELETE vs dropping the due partitions (what the
-  partition feature should approach) vs ``retention run`` (row by row today; with
-  ``--partition-option`` once the feature exists, else "n/a").
+  partition feature should approach) vs ``retention run`` row by row
+  (``drop_partitions: false``) vs ``retention run`` dropping the wholly due partitions
+  (the default; ``--partition-option`` adds rule lines).
 
 Every measured run is checked: exactly the due rows are gone (count and sum of ids per
 table), and for retention the run's JSON counts, one audit record per deleted row (count
@@ -550,7 +551,7 @@ class Bench:
 
     def partitions(self, pg: workload.Postgres) -> dict[str, Any]:
         """A table partitioned by month: raw DELETE vs dropping the due partitions vs
-        retention (row by row today; with --partition-option once it exists)."""
+        retention row by row (drop_partitions: false) vs retention's drop_partitions."""
         n = self.args.orders
         log(f"loading the partitioned table ({n} orders)")
         exp = pg.load_partitioned("tpl_part", n)
@@ -578,19 +579,24 @@ class Bench:
 
             name = f"part_ret_{rep}"
             url = pg.copy("tpl_part", name)
-            r = self.run_retention(name, pg, url, url, 1000, exp, "orders_part", lines=False)
+            r = self.run_retention(name, pg, url, url, 1000, exp, "orders_part", lines=False,
+                                   extra="drop_partitions: false")
             out["retention_s"].append(r["wall_s"])
             out["retention_rss_mb"] = r["rss_mb"]
             out["retention_longest_xact_s"] = r["longest_xact_s"]
             pg.drop(name)
 
-            if self.args.partition_option:
-                name = f"part_feat_{rep}"
-                url = pg.copy("tpl_part", name)
-                r = self.run_retention(name, pg, url, url, 1000, exp, "orders_part",
-                                       lines=False, extra=self.args.partition_option)
-                out["retention_partitions_s"].append(r["wall_s"])
-                pg.drop(name)
+            name = f"part_feat_{rep}"  # drop_partitions is on by default
+            url = pg.copy("tpl_part", name)
+            r = self.run_retention(name, pg, url, url, 1000, exp, "orders_part",
+                                   lines=False, extra=self.args.partition_option)
+            out["retention_partitions_s"].append(r["wall_s"])
+            out.setdefault("retention_partitions_engine_s", []).append(r.get("engine_s"))
+            out["retention_partitions_rss_mb"] = r["rss_mb"]
+            out["retention_partitions_longest_xact_s"] = r["longest_xact_s"]
+            out["partitions_dropped"] = len(json.loads(
+                self.path(f"{name}.out").read_text())["rules"][0].get("partitions_dropped", []))
+            pg.drop(name)
             log(f"  partitions #{rep}: raw {out['raw_s'][-1]:.2f} s, drop "
                 f"{out['drop_s'][-1]:.2f} s, retention {out['retention_s'][-1]:.2f} s")
         pg.drop("tpl_part")
@@ -833,14 +839,21 @@ def render(report: dict[str, Any]) -> str:
     p = extra.get("partitions")
     if p:
         raw = median(p["raw_s"])
-        feat = (f"{median(p['retention_partitions_s']):.2f} s"
-                if p["retention_partitions_s"] else "n/a (not supported yet)")
+        feat = "n/a"
+        if p["retention_partitions_s"]:
+            wall = median(p["retention_partitions_s"])
+            engine_s = [e for e in p.get("retention_partitions_engine_s", []) if e]
+            feat = (f"{wall:.2f} s whole command (raw / retention = {raw / wall:.1f})"
+                    + (f", {median(engine_s):.2f} s in the engine (raw / engine = "
+                       f"{raw / median(engine_s):.1f})" if engine_s else "")
+                    + f", {p.get('partitions_dropped', '?')} partitions dropped")
         out.append(
             f"partitioned by month ({p['orders']} orders, {p['due']} due): raw DELETE "
             f"{raw:.2f} s; detach+drop due partitions {median(p['drop_s']):.2f} s "
             f"(raw / drop = {raw / median(p['drop_s']):.1f}); retention run row by row "
-            f"{median(p['retention_s']):.2f} s ({median(p['retention_s']) / raw:.1f}x); "
-            f"retention with partitions: {feat}")
+            f"(drop_partitions: false) {median(p['retention_s']):.2f} s "
+            f"({median(p['retention_s']) / raw:.1f}x); retention with drop_partitions "
+            f"(default): {feat}")
     return "\n".join(out)
 
 
@@ -861,8 +874,9 @@ def main() -> int:
     parser.add_argument("--big", action="store_true",
                         help="also compare report's SQL with count(*) on 10x the orders")
     parser.add_argument("--partition-option", default="",
-                        help="YAML lines added to the rule for retention's partition "
-                        "support (e.g. 'partitions: drop'); without it: n/a")
+                        help="YAML lines added to the rule of the drop_partitions variant "
+                        "(drop_partitions is on by default; the row-by-row variant says "
+                        "drop_partitions: false)")
     parser.add_argument("--oltp-rate", type=int, default=50, help="pgbench -R (tx/s)")
     parser.add_argument("--oltp-clients", type=int, default=4, help="pgbench -c")
     parser.add_argument("--oltp-idle", type=float, help="idle window, s (default 30)")

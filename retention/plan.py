@@ -162,6 +162,7 @@ class Plan:
     max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
     max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
     batch_seconds: float = 0.2  # the time a batch transaction should take (batch_size: most rows)
+    drop_partitions: bool = True  # delete rules: drop wholly due PostgreSQL partitions
 
     def describe(self) -> str:
         """One line for the audit record, the logs and ``retention plan``."""

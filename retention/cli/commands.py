@@ -7,6 +7,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -117,8 +118,22 @@ def plan(policy: str, rules: tuple[str, ...], as_of: str | None) -> int:
             for statement in session.adapter(rule.source).statements(compiled):
                 sql, _, params = statement.partition("\n-- parameters:")
                 click.echo(sql + ";" + (f"\n-- parameters:{params}" if params else ""))
+            _show_partitions(session.adapter(rule.source), compiled)
             click.echo("")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _show_partitions(adapter: Any, compiled: Any) -> None:
+    """Which partitions of a partitioned table a run drops whole, why the others are kept,
+    and the DDL (adapters that know partitions: ``partitions(plan)``)."""
+    find = getattr(adapter, "partitions", None)
+    found = find(compiled) if find is not None else None
+    if found is None:
+        return
+    for line in found.lines():
+        click.echo(f"-- {line}")
+    for ddl in found.statements:
+        click.echo(ddl + ";")
 
 
 @cli.command()

@@ -31,6 +31,7 @@ from retention.policy.phrase import parse
 from retention.policy.rules import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DROP_PARTITIONS,
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_FRACTION,
     DEFAULT_PAUSE,
@@ -64,7 +65,7 @@ _TOP_KEYS = {"policy", "version", "timezone", "sources", "audit", "defaults", "r
 _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "action",
               "legal_basis", "description", "schedule", "batch_size", "max_fraction", "max_rows",
               "lock_timeout", "statement_timeout", "event_format", "pause_between_batches",
-              "max_runtime", "max_replica_lag", "batch_seconds"}
+              "max_runtime", "max_replica_lag", "batch_seconds", "drop_partitions"}
 _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description",
                 "replicas", "max_replica_lag", "include", "exclude", "archive_to"}
 _REPLICA_BACKENDS = ("mysql", "mariadb")  # whose replicas report lag on their own connections
@@ -406,6 +407,10 @@ def _rule(
     max_runtime = _duration(merged, "max_runtime", at, name, out, MIN_RUNTIME, MAX_RUNTIME)
     max_lag = _lag(name, body, merged, at, lines,
                    sources.get(source) if isinstance(source, str) else None, out)
+    drop_partitions = merged.get("drop_partitions", DEFAULT_DROP_PARTITIONS)
+    if not isinstance(drop_partitions, bool):
+        out.add(at("drop_partitions"), name, "'drop_partitions' must be true or false, got "
+                f"{_shown(drop_partitions)}")
     if len(out.problems) > before or retain is None:
         return None
     return Rule(
@@ -420,6 +425,7 @@ def _rule(
         event_format=None if event_format is None else str(event_format),
         pause_between_batches=float(pause), max_runtime=max_runtime, max_replica_lag=max_lag,
         batch_seconds=float(batch_seconds),
+        drop_partitions=bool(drop_partitions),
     )
 
 

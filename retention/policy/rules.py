@@ -31,6 +31,7 @@ MIN_RUNTIME = 1.0  # seconds: a shorter max_runtime could never finish a batch
 MAX_RUNTIME = 7 * 86400.0  # seconds: a run allowed to last longer than a week has no limit
 MIN_REPLICA_LAG = 0.1  # seconds: below this the databases' own lag figures are noise
 MAX_REPLICA_LAG = 86400.0  # seconds: a replica a day behind is broken, not lagging
+DEFAULT_DROP_PARTITIONS = True  # a wholly due PostgreSQL partition is dropped, not emptied
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class Rule:
     max_runtime: float | None = None  # seconds; no batch starts later (the next run goes on)
     max_replica_lag: float | None = None  # seconds replicas may lag before a batch waits
     batch_seconds: float = DEFAULT_BATCH_SECONDS
+    drop_partitions: bool = DEFAULT_DROP_PARTITIONS  # delete rules: drop wholly due partitions
 
     def line_of(self, key: str) -> int:
         return self.lines.get(key, self.line)

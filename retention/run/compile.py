@@ -156,4 +156,5 @@ def make_plan(
         max_runtime=rule.max_runtime,
         max_replica_lag=rule.max_replica_lag,
         batch_seconds=rule.batch_seconds,
+        drop_partitions=rule.drop_partitions and not rule.action.columns,
     )

@@ -25,7 +25,7 @@ from retention.audit.store import AuditStore
 from retention.plan import Plan
 from retention.policy.rules import Policy
 from retention.run import lease as leases
-from retention.run import retry, sizing, stop
+from retention.run import partitions, retry, sizing, stop
 from retention.run.outcome import RuleOutcome, Status
 from retention.run.reconcile import forget_marks, new_batch_id, reconcile
 from retention.run.throttle import Pace
@@ -114,7 +114,10 @@ def _batches(
     together = isinstance(source_url, str) and store.shares_database_with(source_url)
     closed: list[str] = []  # confirmed batches whose markers may go
     try:
-        _loop(policy, adapter, plan, result, store, run_id, lease, log, together, closed, pace)
+        if partitions.drop_due(policy, adapter, plan, result, store, run_id, lease, log,
+                               together, closed, pace):
+            _loop(policy, adapter, plan, result, store, run_id, lease, log, together, closed,
+                  pace)
     finally:
         forget_marks(adapter, closed, log)
 

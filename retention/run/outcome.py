@@ -44,6 +44,7 @@ class RuleOutcome:
     batch_seconds: float = 0.0  # time spent in batches (not in pauses and waits): the rate
     waited_seconds: float = 0.0  # time paused between batches and waiting for replicas
     estimate: dict[str, Any] | None = None  # a dry run's batches and expected time
+    partitions_dropped: list[str] = field(default_factory=list)  # dropped whole, all audited
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -56,6 +57,8 @@ class RuleOutcome:
         }
         if self.estimate is not None:
             out.update(self.estimate)
+        if self.partitions_dropped:
+            out["partitions_dropped"] = self.partitions_dropped
         if self.error:
             out["error"] = self.error
         return out
