@@ -677,6 +677,9 @@ def test_sigterm_mid_run_lets_the_batch_commit_and_exits_0_interrupted(
             # Python's default handling: before the handler was installed nothing began;
             # during interpreter shutdown (handlers reset) the run had already finished.
             assert "run_started" not in names or "run_finished" in names, proc.tail()
+            if "run_started" not in names:  # a busy machine: the next SIGTERM goes later
+                estimate.started *= 2
+                estimate.batches = max(estimate.batches * 2, estimate.started + 0.05)
             continue
         result = proc.json()
         assert code == 0 and result is not None, f"exit {code}:\n{proc.tail()}"
