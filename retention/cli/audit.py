@@ -1,9 +1,11 @@
-"""``retention audit list|show|verify|export``: reading and checking the audit log."""
+"""``retention audit ...``: reading and checking the audit log (list, show, verify, export,
+checkpoint)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +17,10 @@ from retention.instants import parse_instant
 from retention.policy.needs import Need
 from retention.report import render
 from retention.run.outcome import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from retention.audit.checkpoints import Checkpoints
+    from retention.audit.store import AuditStore
 
 MAX_LIST = 1_000_000  # runs 'audit list' shows at most (the limit is bound into SQL)
 
@@ -76,14 +82,60 @@ def audit_show(policy: str, run_id: str, fmt: str) -> int:
 @audit.command("verify")
 @POLICY
 def audit_verify(policy: str) -> int:
-    """Recheck the whole hash chain; name the first entry altered, removed or inserted."""
-    store = existing_store(load(policy, Need.AUDIT))
+    """Recheck the whole hash chain, the holds and runs tables against it, and the
+    checkpoints; name the first entry altered, removed or inserted."""
+    from retention.audit import checkpoints
+
+    loaded = load(policy, Need.AUDIT)
+    proof = checkpoints.Checkpoints.of(loaded, signing=False)
+    store = existing_store(loaded)
     try:
-        verdict = store.verify()
+        lines, ok = _verified(store, proof)
     finally:
         store.close()
-    out(str(verdict))
-    return EXIT_OK if verdict.ok else EXIT_FAILED
+    out("\n".join(lines) + "\n")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _verified(store: AuditStore, proof: Checkpoints | None) -> tuple[list[str], bool]:
+    """What ``audit verify`` says, line by line, and whether everything holds."""
+    from retention.audit import covered
+
+    verdict = store.verify()
+    problems = covered.check_holds(store)[1] + covered.check_runs(store)
+    lines = [str(verdict)]
+    if proof is not None:
+        found = proof.check(store)
+        problems += found
+        if not found:
+            lines.append(f"checkpoints agree: {len(proof.read()[0])} in {proof.path}")
+    lines += [f"not intact: {p}" for p in problems]
+    return lines, verdict.ok and not problems
+
+
+@audit.command("checkpoint")
+@POLICY
+def audit_checkpoint(policy: str) -> int:
+    """Append a checkpoint now (after checking the store as 'audit verify' does)."""
+    from retention.audit import checkpoints
+
+    loaded = load(policy, Need.AUDIT)
+    proof = checkpoints.Checkpoints.of(loaded)
+    if proof is None:
+        raise UsageError(f"policy {loaded.name!r} keeps no checkpoints: set "
+                         "'audit: {checkpoints: PATH}'")
+    proof.ready()
+    store = existing_store(loaded)
+    try:
+        lines, ok = _verified(store, proof)
+        if not ok:
+            out("\n".join([*lines, "no checkpoint written"]) + "\n")
+            return EXIT_FAILED
+        point = proof.append(store, None, "manual")
+    finally:
+        store.close()
+    out(json.dumps(point.as_json()) + "\n")
+    return EXIT_OK
 
 
 @audit.command("export")
@@ -106,3 +158,4 @@ def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -
     finally:
         store.close()
     return EXIT_OK
+

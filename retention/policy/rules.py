@@ -89,6 +89,10 @@ class Policy:
     ignore: tuple[tuple[str, str], ...] = ()  # (source, table) that no rule needs to cover
     # settings left unset because the loading command does not need them (needs.Need)
     unset: tuple[Problem, ...] = field(default=(), compare=False)
+    # audit: {checkpoints: PATH, public_key: PEM-or-path} (retention.audit.checkpoints)
+    checkpoints: str | Unset | None = None
+    public_key: str | Unset | None = field(default=None, repr=False)
+    text: str = field(default="", repr=False, compare=False)  # the file as read (history)
 
     @property
     def audit_url(self) -> str:
