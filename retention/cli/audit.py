@@ -1,5 +1,5 @@
 """``retention audit ...``: reading and checking the audit log (list, show, verify, export,
-checkpoint)."""
+checkpoint, policies)."""
 
 from __future__ import annotations
 
@@ -99,10 +99,11 @@ def audit_verify(policy: str) -> int:
 
 def _verified(store: AuditStore, proof: Checkpoints | None) -> tuple[list[str], bool]:
     """What ``audit verify`` says, line by line, and whether everything holds."""
-    from retention.audit import covered
+    from retention.audit import covered, policies
 
     verdict = store.verify()
-    problems = covered.check_holds(store)[1] + covered.check_runs(store)
+    problems = (covered.check_holds(store)[1] + covered.check_runs(store)
+                + policies.check(store))
     lines = [str(verdict)]
     if proof is not None:
         found = proof.check(store)
@@ -159,3 +160,37 @@ def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -
         store.close()
     return EXIT_OK
 
+
+@audit.command("policies")
+@POLICY
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@click.option("--show", "show", metavar="SHA256",
+              help="Print the text of this version (a unique prefix of its sha256 will do).")
+def audit_policies(policy: str, fmt: str, show: str | None) -> int:
+    """Every policy version the runs used, oldest first, with what changed."""
+    from retention.audit import policies
+
+    loaded = load(policy, Need.AUDIT)
+    store = existing_store(loaded)
+    try:
+        if show is not None:
+            found = policies.text_of(store, loaded.name, show.strip().lower())
+            if found is None:
+                raise UsageError(f"no single stored version of policy {loaded.name!r} has a "
+                                 f"sha256 starting with {show!r}")
+            if fmt == "json":
+                out(render.to_json({k: v for k, v in found.items() if k != "last_seq"}))
+            else:
+                out(found["text"])
+            return EXIT_OK
+        versions = policies.versions(store, loaded.name)
+    finally:
+        store.close()
+    if fmt == "json":
+        out(render.to_json([{k: v for k, v in item.items() if k != "seq"} for item in versions]))
+        return EXIT_OK
+    out(render.table(f"Policy versions of {loaded.name}",
+                     ("sha256", "version", "first_at", "first_run_id", "changes"),
+                     [[v["sha256"][:12], v["version"], v["first_at"], v["first_run_id"],
+                       "\n".join(v["changes"])] for v in versions]))
+    return EXIT_OK

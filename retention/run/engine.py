@@ -20,7 +20,7 @@ import structlog
 from retention import calendar
 from retention.adapters.protocol import Adapter
 from retention.adapters.registry import open_adapter
-from retention.audit import checkpoints
+from retention.audit import checkpoints, policies
 from retention.audit.store import AuditStore, RunInfo
 from retention.errors import PolicyError, Problem, RetentionError, SourceError, UsageError
 from retention.plan import Plan
@@ -187,6 +187,7 @@ def run(
         rates = _rates(policy, audit, rules) if dry_run else {}
         try:
             if store is not None:
+                policies.record(store, policy, run_id)
                 store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256,
                                         "dry-run" if dry_run else "run", as_of))
             bound.info("run_started", as_of=as_of.isoformat(), dry_run=dry_run,
