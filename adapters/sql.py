@@ -398,7 +398,12 @@ class SqlAdapter:
             found = sql_replay.find(conn, self.table, self.dialect, plan, recorded, lock=apply)
             rows = tuple(found.rows)
             if hook is not None:
-                sql_replay.delete(conn, self.table, self.dialect, plan, found)
+                if plan.action.columns:  # anonymize the chosen rows again, still pending
+                    table = self.table(plan.table)
+                    rows = tuple(self._anonymize(conn, table, plan, sql_replay.pending(
+                        conn, table, self.dialect, plan, found), len(plan.primary_key)))
+                else:
+                    sql_replay.delete(conn, self.table, self.dialect, plan, found)
                 if batch_id is not None and rows:
                     self.marks.write(conn, batch_id)
                 hook(Batch(rows, len(recorded), None), conn)

@@ -1,10 +1,11 @@
 """Policy history: the text of every policy version a run used, and what changed.
 
 A run stores its policy's text (passwords masked) once per version in
-``retention_policies``. When the version differs from the one the policy's runs used
-last, it appends a chained ``policy_changed`` entry whose detail names both versions
-(sha256 of the file, sha256 of the stored text) and lists the changes as readable
-lines, per rule::
+``retention_policies``. The first version is vouched for by the run's chained
+``run_started`` (its ``policy_sha256`` is the text's). When the version differs from
+the one the policy's runs used last, the run appends a chained ``policy_changed``
+entry (after its ``run_started``) whose detail names both versions (sha256 of the
+file, sha256 of the stored text) and lists the changes as readable lines, per rule::
 
     rule 'orders': retain '6 months after completion plus 7 years' -> '... plus 10 years'
     rule 'leads' added
@@ -153,11 +154,14 @@ def record(store: AuditStore, policy: Policy, run_id: str) -> list[str] | None:
             return None
         found = changes(None if current is None else current.text, text)
         at = now_text()
-        store.append([{"kind": KIND, "run_id": run_id, "at": at, "detail": json.dumps({
-            "policy": policy.name, "version": policy.version, "sha256": policy.sha256,
-            "text_sha256": _sha(text),
-            "previous_sha256": None if current is None else current.sha256,
-            "changes": found}, sort_keys=True)}], conn)
+        if current is not None or _sha(text) != policy.sha256:
+            # A first version stored as read is vouched for by the run's run_started
+            # (its policy_sha256); a change, or a text with masked passwords, by an entry.
+            store.append([{"kind": KIND, "run_id": run_id, "at": at, "detail": json.dumps({
+                "policy": policy.name, "version": policy.version, "sha256": policy.sha256,
+                "text_sha256": _sha(text),
+                "previous_sha256": None if current is None else current.sha256,
+                "changes": found}, sort_keys=True)}], conn)
         seq = conn.execute(sa.select(head.c.seq).where(head.c.id == 1)).scalar_one()
         if any(r.sha256 == policy.sha256 for r in rows):
             conn.execute(policies.update().where(policies.c.policy == policy.name,
@@ -178,18 +182,28 @@ def _has_table(store: AuditStore) -> bool:
 
 
 def versions(store: AuditStore, policy: str) -> list[dict[str, Any]]:
-    """The policy's versions as the runs took them up, oldest first (SPEC §3): one item
-    per ``policy_changed`` entry, ``{"sha256", "version", "first_run_id", "first_at",
-    "changes"}`` (a version taken up again after another appears again)."""
+    """The policy's versions as the runs took them up, oldest first (SPEC §3):
+    ``{"sha256", "version", "first_run_id", "first_at", "changes"}``, the first version
+    (``changes`` ["first recorded"]) and one item per ``policy_changed`` entry after it (a
+    version taken up again after another appears again)."""
+    if not _has_table(store):
+        return []
     out = []
     with store.engine.connect() as conn:
-        for entry in conn.execute(sa.select(log).where(log.c.kind == KIND).order_by(log.c.seq)):
+        rows = conn.execute(sa.select(policies).where(policies.c.policy == policy)).all()
+        entries = conn.execute(sa.select(log).where(log.c.kind == KIND).order_by(log.c.seq))
+        for entry in entries:
             detail = json.loads(entry.detail or "{}")
             if detail.get("policy") != policy:
                 continue
             out.append({"sha256": detail.get("sha256"), "version": detail.get("version"),
                         "first_run_id": entry.run_id, "first_at": entry.at,
-                        "changes": detail.get("changes", []), "seq": entry.seq})
+                        "changes": detail.get("changes", [])})
+    if rows and not (out and out[0]["changes"] == ["first recorded"]):
+        first = min(rows, key=lambda r: (r.first_at, r.last_seq))
+        out.insert(0, {"sha256": first.sha256, "version": first.version,
+                       "first_run_id": first.first_run_id, "first_at": first.first_at,
+                       "changes": ["first recorded"]})
     return out
 
 
@@ -238,14 +252,25 @@ def check(store: AuditStore) -> list[str]:
         rows = conn.execute(sa.select(policies)).all()
         entries = {int(e.seq): dict(e._mapping) for e in conn.execute(
             sa.select(log).where(log.c.seq.in_([r.last_seq for r in rows])))} if rows else {}
+        started = {e.run_id: dict(e._mapping) for e in conn.execute(sa.select(log).where(
+            log.c.kind == "run_started", log.c.run_id.in_([r.first_run_id for r in rows])))
+        } if rows else {}
     for row in rows:
         entry = entries.get(int(row.last_seq))
-        detail = json.loads(entry["detail"] or "{}") if entry and entry["kind"] == KIND else {}
-        if (not detail or chain.entry_hash(entry or {}) != (entry or {}).get("hash")
-                or detail.get("policy") != row.policy or detail.get("sha256") != row.sha256
-                or detail.get("text_sha256") != _sha(row.text)):
+        if entry is None or entry["kind"] != KIND:  # a first version: its run vouches
+            entry = started.get(row.first_run_id)
+            detail = json.loads(entry["detail"] or "{}") if entry else {}
+            vouched = (entry is not None and chain.entry_hash(entry) == entry["hash"]
+                       and detail.get("policy") == row.policy
+                       and detail.get("policy_sha256") == row.sha256 == _sha(row.text))
+        else:
+            detail = json.loads(entry["detail"] or "{}")
+            vouched = (chain.entry_hash(entry) == entry["hash"]
+                       and detail.get("policy") == row.policy
+                       and detail.get("sha256") == row.sha256
+                       and detail.get("text_sha256") == _sha(row.text))
+        if not vouched:
             problems.append(f"policy version {row.sha256[:12]} of {row.policy!r} in "
-                            "retention_policies does not match its policy_changed entry "
-                            f"{row.last_seq}")
+                            "retention_policies does not match the chain")
     return problems
 

@@ -187,9 +187,9 @@ def run(
         rates = _rates(policy, audit, rules) if dry_run else {}
         try:
             if store is not None:
-                policies.record(store, policy, run_id)
                 store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256,
                                         "dry-run" if dry_run else "run", as_of))
+                policies.record(store, policy, run_id)
             bound.info("run_started", as_of=as_of.isoformat(), dry_run=dry_run,
                        rules=[r.name for r in rules])
             for rule in rules:

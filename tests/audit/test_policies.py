@@ -72,7 +72,7 @@ def test_a_version_is_stored_once_and_each_change_is_a_chained_entry_with_a_diff
     changed = make(policy_text(retain=TEN, batch=20))
     engine.run(changed, AS_OF)
 
-    assert kinds(db_url).count("policy_changed") == 2
+    assert kinds(db_url).count("policy_changed") == 1  # the change; run_started vouches first
     store = AuditStore(db_url)
     try:
         found = policies.versions(store, "test")
@@ -174,3 +174,9 @@ def test_a_password_written_in_the_policy_is_not_stored(
         store.close()
     assert stored is not None
     assert "hunter2secret" not in stored["text"]
+    store = AuditStore(db_url)
+    try:
+        assert [v["changes"] for v in policies.versions(store, "test")] == [["first recorded"]]
+        assert policies.check(store) == []
+    finally:
+        store.close()
