@@ -253,15 +253,21 @@ class AuditStore:
                     break
         return found
 
-    def records(self, run_id: str | None = None, since: str | None = None
+    def records(self, run_id: str | None = None, since: str | None = None,
+                until: str | None = None, rule: str | None = None
                 ) -> Iterator[dict[str, Any]]:
-        """Committed ``record`` entries in chain order (rolled-back intents left out)."""
+        """Committed ``record`` entries in chain order (rolled-back intents left out),
+        at or after ``since`` and before ``until``, of ``rule`` if given."""
         committed = select(log.c.batch_id).where(log.c.kind == "batch_committed")
         stmt = select(log).where(log.c.kind == "record", log.c.batch_id.in_(committed))
         if run_id is not None:
             stmt = stmt.where(log.c.run_id == run_id)
         if since is not None:
             stmt = stmt.where(log.c.at >= since)
+        if until is not None:
+            stmt = stmt.where(log.c.at < until)
+        if rule is not None:
+            stmt = stmt.where(log.c.rule == rule)
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=VERIFY_CHUNK).execute(
                 stmt.order_by(log.c.seq))

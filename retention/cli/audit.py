@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -54,29 +54,54 @@ def audit_list(policy: str, limit: int, fmt: str) -> int:
 @click.argument("run_id")
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
 def audit_show(policy: str, run_id: str, fmt: str) -> int:
-    """One run: its rules and the records it changed."""
+    """One run: its rules, counts, batches, recovered records and errors."""
+    from retention.audit.runview import run_view
+
     store = existing_store(load(policy, Need.AUDIT))
     try:
-        found = store.run(run_id)
+        found = run_view(store, run_id)
         if found is None:
             raise UsageError(f"no run {run_id!r} in the audit store {store.url}")
-        found["summary"] = json.loads(found["summary"] or "[]")
-        records = [export.record_json(r) for r in store.records(run_id=run_id)]
     finally:
         store.close()
     if fmt == "json":
-        out(render.to_json({**found, "records": records}))
+        out(render.to_json(found))
         return EXIT_OK
-    rules = found["summary"]
-    text = render.table(f"Run {run_id} ({found['status']})",
-                        ("rule", "status", "deleted", "anonymized", "held", "cutoff"),
-                        [[r.get(c) for c in ("rule", "status", "deleted", "anonymized",
-                                             "held", "cutoff")] for r in rules])
-    text += render.table("Records", ("rule", "table", "key", "action", "event_at", "due_at"),
-                         [[r["rule"], r["table"], json.dumps(r["key"]), r["action"],
-                           r["event_at"], r["due_at"]] for r in records])
-    out(text)
+    out(_shown_run(found))
     return EXIT_OK
+
+
+def _shown_run(run: dict[str, Any]) -> str:
+    """``audit show`` as tables a person reads: the run, its rules, batches, errors."""
+    head = [["run", run["run_id"]], ["policy", f"{run['policy']} (version "
+                                     f"{run['policy_version'] or '-'}, sha256 "
+                                     f"{run['policy_sha256'][:12]})"],
+            ["mode", run["mode"]], ["as of", run["as_of"]], ["started", run["started_at"]],
+            ["finished", run["finished_at"] or "not finished"],
+            ["status", run["status"] or "-"], ["records", len(run["records"])]]
+    text = render.table(f"Run {run['run_id']}", ("", ""), head)
+    columns = ("rule", "action", "status", "due", "deleted", "anonymized", "held", "children",
+               "blocked", "recovered", "cutoff")
+    text += render.table("Rules", columns, [[
+        r.get("rule"), r.get("action"), r.get("status"), r.get("due"), r.get("deleted"),
+        r.get("anonymized"), r.get("held"), _counts(r.get("children")),
+        _counts(r.get("blocked")), r.get("recovered"), r.get("cutoff")]
+        for r in run["summary"]])
+    text += render.table("Batches", ("batch", "rule", "status", "at", "records"), [
+        [b["batch_id"], b["rule"], b["status"], b["at"], _counts(b["records"])]
+        for b in run["batches"]])
+    if run["errors"]:
+        text += render.table("Errors", ("rule", "status", "error"),
+                             [[e["rule"], e["status"], e["error"]] for e in run["errors"]])
+    return text
+
+
+def _counts(value: Any) -> str:
+    if not value:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 @audit.command("verify")
@@ -144,15 +169,28 @@ def audit_checkpoint(policy: str) -> int:
 @click.option("--format", "fmt", default="jsonl", show_default=True,
               type=click.Choice(["jsonl", "csv"]))
 @click.option("--since", help="Only records at or after this ISO-8601 instant.")
+@click.option("--until", help="Only records before this ISO-8601 instant.")
+@click.option("--rule", help="Only the records of this rule.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
-def audit_export(policy: str, fmt: str, since: str | None, output: str | None) -> int:
-    """One line per affected record."""
-    instant = iso(parse_instant(since, "--since")) if since else None
-    store = existing_store(load(policy, Need.AUDIT))
+def audit_export(policy: str, fmt: str, since: str | None, until: str | None,
+                 rule: str | None, output: str | None) -> int:
+    """One line per affected record (--since inclusive, --until exclusive)."""
+    start = iso(parse_instant(since, "--since")) if since else None
+    end = iso(parse_instant(until, "--until")) if until else None
+    if start is not None and end is not None and end <= start:
+        raise UsageError(f"--until {until} is not after --since {since}")
+    loaded = load(policy, Need.AUDIT)
+    if rule is not None and rule not in {r.name for r in loaded.rules}:
+        # A rule removed from the policy still has its records: export them, but say so.
+        from retention import logs
+
+        logs.get("retention.cli").warning("rule_not_in_policy", rule=rule,
+                                          rules=[r.name for r in loaded.rules])
+    store = existing_store(loaded)
     try:
         stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
         try:
-            export.write(store.records(since=instant), fmt, stream)
+            export.write(store.records(since=start, until=end, rule=rule), fmt, stream)
         finally:
             if output:
                 stream.close()
