@@ -435,3 +435,25 @@ def test_checkpoints_only_read_the_file_they_are_given(tmp_path: Path) -> None:
     found, problems = Checkpoints(str(points), "p").read()
     assert [p.seq for p in found] == [1]
     assert problems == [f"checkpoint file {points} line 2: not a checkpoint"]
+
+
+def test_checkpoint_settings_are_read_and_an_unset_one_matters_only_to_who_needs_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`schedule` (Need.NOTHING) loads a policy whose checkpoint path is unset; the audit
+    commands (Need.AUDIT) report it as bad input; an unknown audit key stays bad input."""
+    from retention.errors import PolicyError
+    from retention.policy.needs import Need
+
+    monkeypatch.delenv("CHECKPOINT_FILE", raising=False)
+    body = ("policy: p\nsources:\n  db: {adapter: sql, url: 'sqlite:///x.db'}\n"
+            "audit:\n  url: 'sqlite:///a.db'\n  checkpoints: ${CHECKPOINT_FILE}\n"
+            "rules:\n  r: {source: db, table: t, retain: 1 day after at}\n")
+    path = write_policy(tmp_path, body)
+    assert load_policy(path, need=Need.NOTHING).name == "p"
+    with pytest.raises(PolicyError, match="CHECKPOINT_FILE"):
+        load_policy(path, need=Need.AUDIT)
+    monkeypatch.setenv("CHECKPOINT_FILE", "/w/c.jsonl")
+    assert load_policy(path, need=Need.AUDIT).checkpoints == "/w/c.jsonl"
+    with pytest.raises(PolicyError, match="unknown key 'checkpoint' in 'audit'"):
+        load_policy(write_policy(tmp_path, body.replace("checkpoints:", "checkpoint:")),
+                    need=Need.AUDIT)
