@@ -179,6 +179,22 @@ def check_runs(store: AuditStore) -> list[str]:
     return problems
 
 
+def run_problem(store: AuditStore, run_id: str) -> str | None:
+    """How the finished run ``run_id`` in ``retention_runs`` differs from its chained
+    entries (or those entries from the chain), or None when they agree."""
+    entries = _entries(store, (log.c.run_id == run_id,
+                               log.c.kind.in_(("run_started", "run_finished"))))
+    problem = _checked(store, entries)
+    by_kind = {e["kind"]: e for e in entries}
+    row = store.run(run_id)
+    if row is None:
+        return "not in retention_runs"
+    differs = _differs(row, _run_fields(by_kind.get("run_started"), by_kind.get("run_finished")))
+    if problem or differs:
+        return problem or f"differs in {', '.join(differs)}"
+    return None if "run_finished" in by_kind else "no run_finished entry"
+
+
 def last_runs(store: AuditStore, policy: str, rules: set[str] | None = None
               ) -> dict[str, dict[str, Any]]:
     """Per rule, its last enforced (non-dry) run: ``{"run_id", "at", "status", "deleted",
@@ -192,17 +208,11 @@ def last_runs(store: AuditStore, policy: str, rules: set[str] | None = None
     for rule, part in found.items():
         run_id = part["run_id"]
         if run_id not in checked:
-            entries = _entries(store, (log.c.run_id == run_id,
-                                       log.c.kind.in_(("run_started", "run_finished"))))
-            problem = _checked(store, entries)
-            by_kind = {e["kind"]: e for e in entries}
-            row = store.run(run_id) or {}
-            differs = _differs(row, _run_fields(by_kind.get("run_started"),
-                                                by_kind.get("run_finished")))
-            if problem or differs or "run_finished" not in by_kind:
+            problem = run_problem(store, run_id)
+            if problem:
                 raise AuditError(f"run {run_id} in retention_runs does not match the audit "
-                                 f"chain: {problem or ', '.join(differs) or 'not finished'} "
-                                 "(see 'retention audit verify')", exit_code=1)
+                                 f"chain: {problem} (see 'retention audit verify')",
+                                 exit_code=1)
             checked.add(run_id)
         out[rule] = {"run_id": run_id, "at": part.get("finished_at"),
                      "status": part.get("status"), "deleted": part.get("deleted", 0),

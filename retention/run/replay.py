@@ -49,6 +49,11 @@ def replay(policy: Policy, store: AuditStore, since: str, apply: bool,
     out: dict[str, Any] = {"run_id": run_id if apply else None, "policy": policy.name,
                            "since": since, "apply": apply, "rules": []}
     status = "ok"
+    proof = checkpoints.Checkpoints.of(policy)
+    if proof is not None:  # a store behind or forked from its newest checkpoint: refuse
+        if apply:
+            proof.ready()
+        proof.check_latest(store)
     with engine.Session(policy) as session:
         # Bad input (a schema that no longer fits) stops here, before anything is written.
         plans, failed = engine.compile_plans(session, tuple(rules[n] for n in records), as_of,
@@ -83,7 +88,8 @@ def replay(policy: Policy, store: AuditStore, since: str, apply: bool,
                     taken.release()
     if apply:
         store.finish_run(run_id, status, out["rules"])
-        checkpoints.after(policy, store, run_id, "replay")
+        if proof is not None:
+            proof.append(store, run_id, "replay")
     out["status"] = status
     return out
 

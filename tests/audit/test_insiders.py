@@ -457,3 +457,37 @@ def test_checkpoint_settings_are_read_and_an_unset_one_matters_only_to_who_needs
     with pytest.raises(PolicyError, match="unknown key 'checkpoint' in 'audit'"):
         load_policy(write_policy(tmp_path, body.replace("checkpoints:", "checkpoint:")),
                     need=Need.AUDIT)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_run_problem_vouches_for_an_honest_run_and_names_an_edited_one(
+        setup: tuple[Policy, str, str, Path]) -> None:
+    """What the daemon asks before trusting that a slot's run happened."""
+    policy, _, audit, _ = setup
+    outcome = engine.run(policy, AS_OF)
+    store = AuditStore(audit)
+    try:
+        assert covered.run_problem(store, outcome.run_id) is None
+        execute(audit, "UPDATE retention_runs SET started_at = '2099-01-01T00:00:00.000000+00:00'")
+        assert covered.run_problem(store, outcome.run_id) == "differs in started_at"
+        assert covered.run_problem(store, "no-such-run") == "not in retention_runs"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_replay_refuses_a_store_behind_its_checkpoints(
+        setup: tuple[Policy, str, str, Path]) -> None:
+    from retention.run.replay import replay
+
+    policy, _, audit, _ = setup
+    engine.run(policy, AS_OF)
+    yesterday = rows_of(audit)
+    engine.run(policy, LATER)
+    put_back(audit, yesterday)
+    store = AuditStore(audit)
+    try:
+        with pytest.raises(AuditError, match="behind the checkpoint at line 2"):
+            replay(policy, store, "2000-01-01T00:00:00.000000+00:00", True, LATER)
+    finally:
+        store.close()
