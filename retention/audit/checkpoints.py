@@ -150,14 +150,18 @@ class Checkpoints:
         """The policy's checkpoints, or None without ``audit: checkpoints``.
 
         ``signing``: load ``RETENTION_SIGNING_KEY`` too (commands that append). Raises
-        :class:`AuditError` (exit 2) for a key that cannot be used, or a signing key that
-        does not match ``audit: public_key`` (its checkpoints would not verify).
+        :class:`AuditError` (exit 2) for a key that cannot be used, a signing key that
+        does not match ``audit: public_key``, or none while ``public_key`` is set (its
+        checkpoints would not verify).
         """
         if policy.checkpoints is None:
             return None
         path = usable(policy.checkpoints)
         verifier = None if policy.public_key is None else public_key(usable(policy.public_key))
         signer = signing_key(env) if signing else None
+        if signing and signer is None and verifier is not None:
+            raise AuditError(f"audit: public_key is set but {SIGNING_KEY_ENV} is not: "
+                             "checkpoints written now would not verify")
         if signer is not None and verifier is not None:
             probe = b"retention checkpoint key check"
             try:

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from retention import secrets
 from retention.audit import chain
+from retention.audit.schema import head, log, runs
 from retention.audit.schema import holds as holds_table
-from retention.audit.schema import log, runs
 from retention.audit.store import AuditStore
 from retention.errors import AuditError
 
@@ -39,20 +39,32 @@ def _entries(store: AuditStore, where: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def _checked(store: AuditStore, entries: list[dict[str, Any]]) -> str | None:
-    """The first entry whose hash or link to its predecessor does not hold, as a problem."""
-    wanted = sorted({e["seq"] - 1 for e in entries if e["seq"] > 1})
-    before: dict[int, str] = {}
+    """The first entry whose hash, or link to the entries before and after it (or to the
+    chain head when it is the last), does not hold, as a problem."""
+    wanted = sorted({s for e in entries for s in (e["seq"] - 1, e["seq"] + 1) if s > 0})
+    hashes: dict[int, tuple[str, str]] = {}  # seq -> (hash, prev_hash)
     with store.engine.connect() as conn:
+        # The head first: an entry appended after this read is not asked for, one before
+        # it is found below (entries and the head are written in one transaction).
+        end = conn.execute(sa.select(head.c.seq, head.c.hash).where(head.c.id == 1)).first()
         for start in range(0, len(wanted), LINK_CHUNK):
             chunk = wanted[start:start + LINK_CHUNK]
-            before.update((int(s), str(h)) for s, h in conn.execute(
-                sa.select(log.c.seq, log.c.hash).where(log.c.seq.in_(chunk))))
+            hashes.update((int(s), (str(h), str(p))) for s, h, p in conn.execute(
+                sa.select(log.c.seq, log.c.hash, log.c.prev_hash).where(log.c.seq.in_(chunk))))
     for entry in entries:
+        seq, name = entry["seq"], f"audit entry {entry['seq']} ({entry['kind']})"
         if chain.entry_hash(entry) != entry["hash"]:
-            return f"audit entry {entry['seq']} ({entry['kind']}) is altered"
-        expected = chain.GENESIS if entry["seq"] == 1 else before.get(entry["seq"] - 1)
-        if entry["prev_hash"] != expected:
-            return f"audit entry {entry['seq']} ({entry['kind']}) is not linked to the chain"
+            return f"{name} is altered"
+        before = chain.GENESIS if seq == 1 else hashes.get(seq - 1, ("", ""))[0]
+        if entry["prev_hash"] != before:
+            return f"{name} is not linked to the entry before it"
+        after = hashes.get(seq + 1)
+        if end is not None and int(end[0]) == seq:  # the last entry: the head names it
+            linked = str(end[1]) == entry["hash"]
+        else:
+            linked = after is not None and after[1] == entry["hash"]
+        if not linked:
+            return f"{name} is not linked to the entry after it (or the chain head)"
     return None
 
 

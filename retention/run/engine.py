@@ -176,7 +176,8 @@ def run(
     run_id = str(uuid.uuid4())
     outcome = RunOutcome(run_id, policy.name, as_of, dry_run)
     bound = log.bind(run_id=run_id, policy=policy.name)
-    proof = checkpoints.Checkpoints.of(policy)  # a key that cannot be used: exit 2 here
+    # A key that cannot be used: exit 2 here. A dry run without a store appends nothing.
+    proof = checkpoints.Checkpoints.of(policy, signing=audit is not None or not dry_run)
     with Session(policy) as session:
         if proof is not None:
             _guard(proof, policy, audit, dry_run)

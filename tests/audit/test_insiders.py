@@ -352,14 +352,59 @@ def test_a_checkpoint_whose_signature_fails_is_named(
 
 
 def test_an_unsigned_checkpoint_fails_when_a_public_key_is_configured(
-        setup: tuple[Policy, str, str, Path], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    policy, _, _, _ = setup
-    monkeypatch.delenv("RETENTION_SIGNING_KEY")
+        setup: tuple[Policy, str, str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    policy, _, audit, points = setup
     engine.run(policy, AS_OF)
+    store = AuditStore(audit)
+    try:
+        Checkpoints(str(points), "test").append(store, None, "manual")  # no signer
+    finally:
+        store.close()
     code, out = retention(capsys, "audit", "verify", str(policy.path))
     assert code == 1
-    assert "checkpoint at line 1" in out and "is not signed" in out
+    assert "checkpoint at line 2" in out and "is not signed" in out
+    assert "line 1" not in out
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_public_key_without_a_signing_key_stops_the_run_before_any_change(
+        setup: tuple[Policy, str, str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its checkpoints would be unsigned and fail verify: refuse at once (exit 2)."""
+    policy, shop, _, points = setup
+    monkeypatch.delenv("RETENTION_SIGNING_KEY")
+    before = snapshot(shop)
+    with pytest.raises(AuditError, match="RETENTION_SIGNING_KEY is not") as refused:
+        engine.run(policy, AS_OF)
+    assert refused.value.exit_code == 2
+    assert snapshot(shop) == before
+    assert not points.exists()
+    engine.run(policy, AS_OF, dry_run=True)  # a dry run appends nothing: no key needed
+
+
+def test_rehashing_one_hold_entry_is_refused_by_the_run(
+        setup: tuple[Policy, str, str, Path]) -> None:
+    """The hold entry and the table changed together, the entry's own hash recomputed:
+    the entry after it no longer follows it."""
+    policy, shop, audit, _ = setup
+    store = AuditStore(audit)
+    try:
+        hold_api.add(store, "test", "orders", {"id": 1}, "tax audit")
+    finally:
+        store.close()
+    engine.run(policy, AS_OF)  # entries after the hold
+    entry = next(r for r in rows_of(audit)["retention_log"] if r["kind"] == "hold_added")
+    entry["detail"] = entry["detail"].replace("tax audit", "none")
+    entry["hash"] = chain.entry_hash(entry)
+    eng = engine_of(audit)
+    with eng.begin() as conn:
+        conn.execute(log.update().where(log.c.seq == entry["seq"]).values(
+            detail=entry["detail"], hash=entry["hash"]))
+        conn.execute(holds.update().values(reason="none"))
+    eng.dispose()
+    before = snapshot(shop)
+    with pytest.raises(AuditError, match=r"\(hold_added\) is not linked to the entry after"):
+        engine.run(policy, LATER)
+    assert snapshot(shop) == before
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
