@@ -36,6 +36,7 @@ from retention.adapters import (
 )
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import (
+    AffectedRow,
     Batch,
     BatchHook,
     DueCount,
@@ -541,6 +542,15 @@ class SqlAdapter:
         if not rows:
             return Batch((), 0, after)
         width = len(plan.primary_key)
+        keys, events = self._anonymize_rows(conn, table, plan, rows, width)
+        changed = Removed.of(plan.table, "anonymize", plan.primary_key, keys, events)
+        return Batch((), len(rows), tuple(rows[-1][:width]),
+                     (changed,) if changed.count else ())
+
+    def _anonymize_rows(self, conn: Connection, table: Table, plan: Plan, rows: Sequence[Any],
+                        width: int) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        """Anonymize the locked ``rows`` (key, event value, the action's columns); the keys
+        and stored event values of the rows changed."""
         keys: list[tuple[Any, ...]] = []
         events: list[Any] = []
         updates: list[dict[str, Any]] = []
@@ -569,9 +579,7 @@ class SqlAdapter:
                 *(table.c[n] == sa.bindparam(f"k_{n}") for n in plan.primary_key)
             ).values({a.column: sa.bindparam(f"v_{a.column}") for a in plan.action.columns})
             conn.execute(stmt, updates)
-        changed = Removed.of(plan.table, "anonymize", plan.primary_key, keys, events)
-        return Batch((), len(rows), tuple(rows[-1][:width]),
-                     (changed,) if changed.count else ())
+        return keys, events
 
     # -- whole partitions (sql_partitions) -------------------------------------------
 
@@ -619,7 +627,17 @@ class SqlAdapter:
             found = sql_replay.find(conn, self.table, self.dialect, plan, recorded, lock=apply)
             rows = tuple(found.rows)
             if hook is not None:
-                sql_replay.delete(conn, self.table, self.dialect, plan, found)
+                if plan.action.columns:  # anonymize the chosen rows again, still pending
+                    table = self.table(plan.table)
+                    names = plan.primary_key
+                    keys, events = self._anonymize_rows(conn, table, plan, sql_replay.pending(
+                        conn, table, self.dialect, plan, found), len(names))
+                    rows = tuple(AffectedRow(plan.table, dict(zip(names, k, strict=True)),
+                                             "anonymize", plan.event_instant(e),
+                                             plan.due_instant(e), e)
+                                 for k, e in zip(keys, events, strict=True))
+                else:
+                    sql_replay.delete(conn, self.table, self.dialect, plan, found)
                 if batch_id is not None and rows:
                     self.marks.write(conn, batch_id)
                 hook(Batch(rows, len(recorded), None), conn)

@@ -11,6 +11,8 @@ from ``BEGIN IMMEDIATE``), so what is checked is what is deleted.
   parent that goes, goes with it.
 * A recorded child row whose parent does not go goes when its parent is gone
   and not held; a child whose parent is there stays (``parent_kept``).
+* For an anonymize rule the same checks choose the rows, which are then anonymized
+  again (:func:`pending` re-reads them locked, still not anonymized) instead of deleted.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class Found:
     def add(self, plan: Plan, table: str, names: tuple[str, ...], key: Key,
             event: Any) -> None:
         self.keys.setdefault(table, []).append(key)
-        self.rows.append(AffectedRow(table, dict(zip(names, key, strict=True)), "delete",
+        action = "anonymize" if plan.action.columns else "delete"
+        self.rows.append(AffectedRow(table, dict(zip(names, key, strict=True)), action,
                                      plan.event_instant(event), plan.due_instant(event),
                                      event))
 
@@ -80,6 +83,20 @@ def delete(conn: Connection, table_of: Callable[[str], Table], dialect: str, pla
                 found.keys.get(child.table, []), None)
     _delete(conn, table_of(plan.table), dialect, plan.primary_key,
             found.keys.get(plan.table, []), plan)
+
+
+def pending(conn: Connection, table: Table, dialect: str, plan: Plan, found: Found
+            ) -> list[Any]:
+    """The rows of an anonymize rule that ``find`` chose, as the batch select gives them
+    (key, event value, the action's columns), still due (not yet anonymized), locked."""
+    pk = [table.c[n] for n in plan.primary_key]
+    extra = [table.c[a.column] for a in plan.action.columns]
+    rows: list[Any] = []
+    for chunk in chunks(found.keys.get(plan.table, [])):
+        stmt = select(*pk, sql_events.value(table, plan, dialect), *extra).where(
+            _match(table, plan.primary_key, chunk), q.due(table, plan, dialect)).order_by(*pk)
+        rows += conn.execute(_select(stmt, dialect, True)).all()
+    return rows
 
 
 def _select(stmt: Any, dialect: str, lock: bool) -> Any:

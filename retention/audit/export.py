@@ -54,10 +54,13 @@ def write(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO) -> int:
 
 
 def stream(store: AuditStore, fmt: str, out: TextIO, since: str | None = None,
-           run_id: str | None = None) -> int:
-    """Every committed record of ``store`` (at or after ``since``) to ``out``, in chain
-    order; returns how many were written. Output as :func:`write` gives it."""
-    return write_entries(store.record_entries(run_id=run_id, since=since), fmt, out)
+           run_id: str | None = None, until: str | None = None, rule: str | None = None
+           ) -> int:
+    """Every committed record of ``store`` (at or after ``since``, before ``until``, of
+    ``rule``) to ``out``, in chain order; returns how many were written. Output as
+    :func:`write` gives it."""
+    return write_entries(store.record_entries(run_id=run_id, since=since, until=until,
+                                              rule=rule), fmt, out)
 
 
 def write_entries(entries: Iterable[Mapping[str, Any]], fmt: str, out: TextIO) -> int:

@@ -103,3 +103,19 @@ heartbeats = Table(
     Column("beat_at", String(40), nullable=False),
     Column("stopped_at", String(40), nullable=True),
 )
+
+# Policy versions the runs used: the text (passwords masked) once per version. Each change
+# is a chained ``policy_changed`` entry whose detail holds the sha256 of this text;
+# ``last_seq`` is the entry that made this version the current one (retention.audit.policies).
+policies = Table(
+    "retention_policies",
+    metadata,
+    Column("policy", String(200), primary_key=True),
+    Column("sha256", String(64), primary_key=True),  # of the file as read
+    Column("version", String(100), nullable=True),
+    Column("text", Text, nullable=False),
+    Column("text_sha256", String(64), nullable=False),  # of ``text`` as stored
+    Column("first_run_id", String(36), nullable=False),
+    Column("first_at", String(40), nullable=False),
+    Column("last_seq", Integer, nullable=False),
+)

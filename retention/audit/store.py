@@ -291,15 +291,18 @@ class AuditStore:
         return found
 
     def records(self, run_id: str | None = None, since: str | None = None,
+                until: str | None = None, rule: str | None = None,
                 exact: bool = False) -> Iterator[dict[str, Any]]:
         """Committed records in chain order (rolled-back intents left out), one dict per
         record in the columns of a ``record`` entry, whatever kind of entry holds them
-        (:func:`retention.audit.records.expand`; ``exact`` adds ``event_key``)."""
+        (:func:`retention.audit.records.expand`; ``exact`` adds ``event_key``): at or
+        after ``since`` and before ``until``, of ``rule`` if given."""
         readers = records.Readers()
-        for row in self.record_entries(run_id, since):
+        for row in self.record_entries(run_id, since, until, rule):
             yield from records.expand(row, readers, exact)
 
-    def record_entries(self, run_id: str | None = None, since: str | None = None
+    def record_entries(self, run_id: str | None = None, since: str | None = None,
+                       until: str | None = None, rule: str | None = None
                        ) -> Iterator[dict[str, Any]]:
         """The committed ``records`` and ``record`` entries in chain order, as stored.
 
@@ -319,6 +322,10 @@ class AuditStore:
             where.append(log.c.run_id == run_id)
         if since is not None:
             where.append(log.c.at >= since)
+        if until is not None:
+            where.append(log.c.at < until)
+        if rule is not None:
+            where.append(log.c.rule == rule)
         for row in self._stream([log.c.kind == records.KIND, log.c.kind == records.LEGACY_KIND],
                                 where):
             if row["batch_id"] in committed:

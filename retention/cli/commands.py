@@ -338,13 +338,15 @@ def replay(policy: str, since: str, apply_: bool, fmt: str) -> int:
         out(render.to_json(data))
     else:
         rows = [[r["rule"], table, n, r["deleted"].get(table, 0),
+                 r.get("anonymized", {}).get(table, 0),
                  ", ".join(f"{why} {k}" for why, k in r["left_alone"].get(table, {}).items()),
                  r["status"]]
                 for r in data["rules"]
                 for table, n in {**dict.fromkeys(r["left_alone"], 0), **r["restored"]}.items()]
         verb = "Replayed" if apply_ else "Restored rows found (use --apply to delete them)"
         out(render.table(f"{verb}: deletions since {instant}",
-                          ("rule", "table", "restored", "deleted", "left alone", "status"),
+                          ("rule", "table", "restored", "deleted", "anonymized", "left alone",
+                           "status"),
                           rows))
     return {"ok": EXIT_OK, "failed": EXIT_FAILED, "skipped": 4}[data["status"]]
 

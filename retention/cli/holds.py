@@ -8,6 +8,7 @@ import json
 import click
 
 from retention import calendar, logs
+from retention.audit import checkpoints
 from retention.audit.store import AuditStore
 from retention.cli.common import POLICY, existing_store, load, out
 from retention.errors import UsageError
@@ -45,9 +46,16 @@ def hold_add(policy: str, rule: str, key: str, reason: str, until: str | None,
             raise UsageError(f"table {selected.table!r} of rule {rule!r} does not exist")
         parsed = holds.typed(holds.parse_key(key, info.primary_key), info)
         exists = session.adapter(selected.source).exists(selected.table, [parsed])
+    proof = checkpoints.Checkpoints.of(loaded)
+    if proof is not None:
+        proof.ready()
     store = AuditStore(loaded.audit_url)
     try:
+        if proof is not None:
+            proof.check_latest(store)
         placed = holds.add(store, loaded.name, rule, parsed, reason, by, last_day)
+        if proof is not None:
+            proof.append(store, None, "hold_added")
     finally:
         store.close()
     if not exists:
@@ -103,9 +111,16 @@ def hold_list(policy: str, show_all: bool, fmt: str) -> int:
 def hold_release(policy: str, hold_id: str, by: str | None) -> int:
     """Release a hold: the record follows its rule again."""
     loaded = load(policy, Need.AUDIT)
+    proof = checkpoints.Checkpoints.of(loaded)
+    if proof is not None:
+        proof.ready()
     store = existing_store(loaded)
     try:
+        if proof is not None:
+            proof.check_latest(store)
         released = holds.release(store, loaded.name, hold_id, by)
+        if proof is not None:
+            proof.append(store, None, "hold_released")
     finally:
         store.close()
     out(f"hold {released.hold_id} released\n")

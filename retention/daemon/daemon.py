@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from retention.audit import daemons
+from retention.audit import covered, daemons
 from retention.audit.store import AuditStore, now_text
 from retention.daemon import scheduler
 from retention.daemon.metrics import Metrics
@@ -78,6 +78,11 @@ class Daemon:
             return False
         last = self.store.last_rule_runs(self.policy.name, {rule.name}).get(rule.name)
         if last is None or last.get("status") == Status.INTERRUPTED.value:
+            return True
+        problem = covered.run_problem(self.store, last["run_id"])
+        if problem:  # a run record the chain does not vouch for: do not trust it ran
+            self.log.error("run_record_not_in_chain", rule=rule.name, run_id=last["run_id"],
+                           problem=problem)
             return True
         return dt.datetime.fromisoformat(last["started_at"]) < slot
 

@@ -8,6 +8,7 @@ the line and the rule. The live schema is checked later, by
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import math
@@ -66,6 +67,7 @@ _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "actio
               "legal_basis", "description", "schedule", "batch_size", "max_fraction", "max_rows",
               "lock_timeout", "statement_timeout", "event_format", "pause_between_batches",
               "max_runtime", "max_replica_lag", "batch_seconds", "drop_partitions"}
+_AUDIT_KEYS = {"url", "checkpoints", "public_key"}  # checkpoints: retention.audit.checkpoints
 _SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description",
                 "replicas", "max_replica_lag", "include", "exclude", "archive_to"}
 _REPLICA_BACKENDS = ("mysql", "mariadb")  # whose replicas report lag on their own connections
@@ -134,6 +136,8 @@ def load_policy_text(
         out.add(1, None, "the file must be a mapping with 'policy', 'sources' and 'rules'")
         raise PolicyError(out.problems)
     policy = _policy(tree, out, sha256 or hashlib.sha256(text.encode()).hexdigest())
+    if policy is not None:
+        policy = dataclasses.replace(policy, text=text)
     if out.problems or policy is None:
         # A value YAML could not give (unreadable, or an unset variable) is one problem,
         # not also every complaint about the text standing in for it on the same line.
@@ -172,12 +176,14 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
     sources = _sources(tree.get("sources"), tree.line_of("sources"), out)
     audit = tree.get("audit")
     audit_url: str | Unset = DEFAULT_AUDIT_URL
+    proof: dict[str, str | Unset | None] = {}
     if audit is None:
         pass
     elif isinstance(audit, yamlfile.LineDict):
         for key in audit:
-            if key != "url":
+            if key not in _AUDIT_KEYS:
                 out.add(audit.line_of(key), None, f"unknown key {key!r} in 'audit'")
+        proof = _audit_proof(audit, out)
         if isinstance(audit.get("url"), Unset):
             audit_url = audit["url"]
             out.unset.extend(unset_in([audit_url]))
@@ -220,7 +226,26 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
         rules=tuple(rules), ignore=tuple((src, table) for src, table, _ in ignore),
         unset=tuple(sorted(out.unset, key=lambda p: p.line or 0)),
         ignore_reasons={(src, table): why for src, table, why in ignore if why},
+        checkpoints=proof.get("checkpoints"), public_key=proof.get("public_key"),
     )
+
+
+def _audit_proof(audit: yamlfile.LineDict, out: _Collector) -> dict[str, str | Unset | None]:
+    """``audit: {checkpoints: PATH, public_key: PEM-or-path}``: text, or an :class:`Unset`
+    (a command that does not need it), or None when not given."""
+    found: dict[str, str | Unset | None] = {}
+    for key in ("checkpoints", "public_key"):
+        value = audit.get(key)
+        if value is None:
+            continue
+        if isinstance(value, Unset):
+            out.unset.extend(unset_in([value]))
+            found[key] = value
+        elif not isinstance(value, str) or not value.strip():
+            out.add(audit.line_of(key), None, f"'audit: {key}' must be a non-empty text")
+        else:
+            found[key] = value.strip() if key == "checkpoints" else value
+    return found
 
 
 def _sources(tree: Any, line: int, out: _Collector) -> dict[str, Source]:

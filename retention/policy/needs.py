@@ -33,7 +33,8 @@ class Need(StrEnum):
             return False
         if len(keys) == 3 and keys[0] == "sources" and keys[2] in SOURCE_SETTINGS:
             return True
-        return self is Need.NOTHING and keys == ("audit", "url")
+        return self is Need.NOTHING and keys in (
+            ("audit", "url"), ("audit", "checkpoints"), ("audit", "public_key"))
 
     @property
     def hash_keys(self) -> bool:

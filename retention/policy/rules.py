@@ -97,6 +97,10 @@ class Policy:
     unset: tuple[Problem, ...] = field(default=(), compare=False)
     # why an ``ignore:`` entry needs no rule, when it says (``{table: shop.logs, reason: ...}``)
     ignore_reasons: dict[tuple[str, str], str] = field(default_factory=dict, hash=False)
+    # audit: {checkpoints: PATH, public_key: PEM-or-path} (retention.audit.checkpoints)
+    checkpoints: str | Unset | None = None
+    public_key: str | Unset | None = field(default=None, repr=False)
+    text: str = field(default="", repr=False, compare=False)  # the file as read (history)
 
     @property
     def audit_url(self) -> str:

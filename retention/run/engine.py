@@ -20,6 +20,7 @@ import structlog
 from retention import calendar
 from retention.adapters.protocol import Adapter
 from retention.adapters.registry import open_adapter
+from retention.audit import checkpoints, policies
 from retention.audit.store import AuditStore, RunInfo
 from retention.errors import (
     AdapterError,
@@ -194,7 +195,11 @@ def run(
     run_id = str(uuid.uuid4())
     outcome = RunOutcome(run_id, policy.name, as_of, dry_run)
     bound = log.bind(run_id=run_id, policy=policy.name)
+    # A key that cannot be used: exit 2 here. A dry run without a store appends nothing.
+    proof = checkpoints.Checkpoints.of(policy, signing=audit is not None or not dry_run)
     with Session(policy) as session:
+        if proof is not None:
+            _guard(proof, policy, audit, dry_run)
         # Bad input stops here, before anything is written (the store is only peeked at).
         plans, failed = compile_plans(session, rules, as_of, held_keys(policy, as_of, audit))
         own_audit = audit is None and not dry_run
@@ -204,6 +209,7 @@ def run(
             if store is not None:
                 store.start_run(RunInfo(run_id, policy.name, policy.version, policy.sha256,
                                         "dry-run" if dry_run else "run", as_of))
+                policies.record(store, policy, run_id)
             bound.info("run_started", as_of=as_of.isoformat(), dry_run=dry_run,
                        rules=[r.name for r in rules])
             for rule in rules:
@@ -226,11 +232,29 @@ def run(
             if store is not None:
                 store.finish_run(run_id, outcome.status.value,
                                  [r.as_json() for r in outcome.rules])
+                if proof is not None:
+                    proof.append(store, run_id, "run")
             bound.info("run_finished", status=outcome.status.value)
         finally:
             if own_audit and store is not None:
                 store.close()
     return outcome
+
+
+def _guard(proof: checkpoints.Checkpoints, policy: Policy, audit: AuditStore | None,
+           dry_run: bool) -> None:
+    """Before anything is read or written: the checkpoint file can take a line, and the
+    store is neither behind nor forked from its newest checkpoint (else exit 1)."""
+    if not dry_run:
+        proof.ready()
+    store = audit or AuditStore.peek(policy.audit_url)
+    if store is None:
+        return
+    try:
+        proof.check_latest(store)
+    finally:
+        if audit is None:
+            store.close()
 
 
 def _rates(policy: Policy, audit: AuditStore | None, rules: tuple[Rule, ...]

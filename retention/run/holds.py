@@ -17,9 +17,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from retention import values
+from retention.audit import covered
 from retention.audit.schema import holds
 from retention.audit.store import AuditStore, key_text, now_text
 from retention.db import writing
@@ -139,14 +138,16 @@ def release(store: AuditStore, policy: str, hold_id: str, by: str | None = None)
 
 
 def list_holds(store: AuditStore, policy: str) -> list[Hold]:
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(holds).where(holds.c.policy == policy)
-                            .order_by(holds.c.placed_at, holds.c.hold_id)).all()
+    """The policy's holds as the chain records them (:func:`retention.audit.covered.holds`).
+
+    Raises :class:`~retention.errors.AuditError` when ``retention_holds`` was edited."""
     return [Hold(
-        hold_id=r.hold_id, policy=r.policy, rule=r.rule, key=json.loads(r.record_key),
-        reason=r.reason, placed_by=r.placed_by, placed_at=r.placed_at,
-        until=None if r.until is None else dt.date.fromisoformat(r.until),
-        released_at=r.released_at, released_by=r.released_by) for r in rows]
+        hold_id=r["hold_id"], policy=r["policy"], rule=r["rule"],
+        key=json.loads(r["record_key"]), reason=r["reason"], placed_by=r["placed_by"],
+        placed_at=r["placed_at"],
+        until=None if r["until"] is None else dt.date.fromisoformat(r["until"]),
+        released_at=r["released_at"], released_by=r["released_by"])
+        for r in covered.holds(store, policy)]
 
 
 def active_keys(store: AuditStore, policy: str, rule: str, primary_key: tuple[str, ...],

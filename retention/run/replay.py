@@ -1,4 +1,4 @@
-"""``retention replay``: delete again what a restore from backup brought back.
+"""``retention replay``: delete (or anonymize) again what a restore from backup brought back.
 
 A restored backup resurrects records retention already deleted. ``replay``
 reads the audit log's deletions since an instant and finds those records
@@ -13,7 +13,9 @@ the key, a held one, ...) stays. What is left alone is counted with its reason
 
 Without ``--apply`` the same checks run and nothing changes. With it, each
 rule is replayed under its lease and every row deleted again becomes a new
-audit entry that names the run it repeats.
+audit entry that names the run it repeats. Anonymize rules are replayed the same
+way: a restored row whose anonymization was recorded (same key, same event instant)
+and that the rule still selects is anonymized again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import structlog
 
 from retention.adapters.protocol import Adapter, Batch, Recorded, Replayed
-from retention.audit import records
+from retention.audit import checkpoints, records
 from retention.audit.store import AuditStore, RunInfo, key_text, now_text
 from retention.plan import Plan
 from retention.policy.rules import Policy, Rule
@@ -41,12 +43,17 @@ CHUNK = 500  # records checked and deleted per transaction
 def replay(policy: Policy, store: AuditStore, since: str, apply: bool,
            as_of: dt.datetime) -> dict[str, Any]:
     """Find (and with ``apply`` delete) restored records deleted since ``since``."""
-    rules = {r.name: r for r in policy.rules if not r.action.columns}
+    rules = {r.name: r for r in policy.rules}
     records = _deleted_since(store, policy, since, set(rules))
     run_id = str(uuid.uuid4())
     out: dict[str, Any] = {"run_id": run_id if apply else None, "policy": policy.name,
                            "since": since, "apply": apply, "rules": []}
     status = "ok"
+    proof = checkpoints.Checkpoints.of(policy)
+    if proof is not None:  # a store behind or forked from its newest checkpoint: refuse
+        if apply:
+            proof.ready()
+        proof.check_latest(store)
     with engine.Session(policy) as session:
         # Bad input (a schema that no longer fits) stops here, before anything is written.
         plans, failed = engine.compile_plans(session, tuple(rules[n] for n in records), as_of,
@@ -57,7 +64,8 @@ def replay(policy: Policy, store: AuditStore, since: str, apply: bool,
         for name, tables in records.items():
             entry: dict[str, Any] = {"rule": name, "status": "ok",
                                      "restored": dict.fromkeys(tables, 0),
-                                     "deleted": dict.fromkeys(tables, 0), "left_alone": {}}
+                                     "deleted": dict.fromkeys(tables, 0),
+                                     "anonymized": dict.fromkeys(tables, 0), "left_alone": {}}
             out["rules"].append(entry)
             if name in failed:
                 entry["status"], entry["error"] = "failed", failed[name]
@@ -80,18 +88,23 @@ def replay(policy: Policy, store: AuditStore, since: str, apply: bool,
                     taken.release()
     if apply:
         store.finish_run(run_id, status, out["rules"])
+        if proof is not None:
+            proof.append(store, run_id, "replay")
     out["status"] = status
     return out
 
 
 def _deleted_since(store: AuditStore, policy: Policy, since: str, rules: set[str]
                    ) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
-    """Per rule and table, the latest delete record of each key since ``since``."""
+    """Per rule and table, the latest record of each key since ``since`` whose action is
+    the rule's (a deletion, or an anonymization)."""
     found: dict[str, dict[str, dict[str, dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(dict))
     policy_runs = store.run_ids(policy.name)
+    action = {r.name: "anonymize" if r.action.columns else "delete" for r in policy.rules}
     for rec in store.records(since=since, exact=True):
-        if rec["action"] == "delete" and rec["rule"] in rules and rec["run_id"] in policy_runs:
+        if (rec["rule"] in rules and rec["action"] == action[rec["rule"]]
+                and rec["run_id"] in policy_runs):
             found[rec["rule"]][rec["table_name"]][rec["record_key"]] = rec
     return {rule: dict(tables) for rule, tables in found.items()}
 
@@ -122,7 +135,8 @@ def _rule(store: AuditStore, adapter: Adapter, run_id: str, rule: Rule, plan: Pl
                     gone.add((row.table, key_text(row.key)))
                     entry["restored"][row.table] = entry["restored"].get(row.table, 0) + 1
                     if apply:
-                        entry["deleted"][row.table] = entry["deleted"].get(row.table, 0) + 1
+                        done_as = "anonymized" if row.action == "anonymize" else "deleted"
+                        entry[done_as][row.table] = entry[done_as].get(row.table, 0) + 1
                 for rec, why in done.kept:
                     kept[rec.table][why.value] += 1
     finally:
