@@ -526,9 +526,8 @@ def test_the_text_report_shows_unreadable_events(sqlite_url: str, tmp_path: Path
     proc = cli("report", str(path), "--as-of", AS_OF, url=sqlite_url, cwd=tmp_path)
 
     assert proc.returncode == 0, proc.stderr
-    header, row = (x for x in proc.stdout.splitlines() if "unreadable_events" in x or
-                   "│ events" in x)
-    assert "unreadable_events" in header and row.rstrip("│ ").endswith("1")
+    details = proc.stdout.split("\nevents\n", 1)[1]  # the rule's facts below the table
+    assert "\n  Unreadable events: 1\n" in details.split("\n\n", 1)[0]
 
 
 # -- SQLite: text, date and epoch columns ---------------------------------------------
