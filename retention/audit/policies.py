@@ -274,3 +274,15 @@ def check(store: AuditStore) -> list[str]:
                             "retention_policies does not match the chain")
     return problems
 
+
+
+def changes_between(store: AuditStore, old_sha256: str, policy: Policy) -> list[str] | None:
+    """What changed from the stored version ``old_sha256`` of ``policy`` to the policy as
+    it is now (the text of its file, as read): the report's "changed since the last run".
+    None when that version's text (or the current text) is unknown; [] when nothing
+    changed."""
+    then = text_of(store, policy.name, old_sha256)
+    if then is None or then["sha256"] != old_sha256 or not policy.text:
+        return None
+    now = secrets.scrub(policy.text)
+    return [] if now == then["text"] else changes(then["text"], now)

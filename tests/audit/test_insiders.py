@@ -193,8 +193,10 @@ def test_rewriting_the_whole_chain_with_recomputed_hashes_fails_verify_as_forked
         setup: tuple[Policy, str, str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     policy, _, audit, _ = setup
     engine.run(policy, AS_OF)
-    record = next(r for r in rows_of(audit)["retention_log"] if r["kind"] == "record")
-    rewrite(audit, {record["seq"]: {"record_key": '{"id":999}'}})
+    entry = next(r for r in rows_of(audit)["retention_log"] if r["kind"] == "records")
+    detail = json.loads(entry["detail"])
+    detail["keys"][0] = 999 if not isinstance(detail["keys"][0], list) else [999]
+    rewrite(audit, {entry["seq"]: {"detail": json.dumps(detail)}})
     chain_alone_says_intact(audit)
 
     code, out = retention(capsys, "audit", "verify", str(policy.path))

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from retention.adapters.protocol import AffectedRow
 
 from retention import cli
+from retention.audit import records
 from retention.audit.runview import run_view
 from retention.audit.store import AuditStore, RunInfo
 from retention.policy.load import load_policy
@@ -122,8 +123,13 @@ def test_run_view_names_rolled_back_batches_and_errors(tmp_path: Path) -> None:
     try:
         store.start_run(RunInfo("r1", "p", "1", "0" * 64, "run", AS_OF))
         row = AffectedRow("orders", {"id": 1}, "delete", utc(2010, 1, 1), utc(2011, 1, 2))
-        store.append(store.batch_entries("r1", "orders", "db", "b1", [row], committed=True))
-        store.append(store.batch_entries("r1", "orders", "db", "b2", [row], committed=False))
+        removed, reading = records.from_rows([row]), records.Reading("completed_at", "aware",
+                                                                    None, "", "UTC",
+                                                                    "1 year after completion")
+        store.append(store.batch_entries("r1", "orders", "db", "b1", removed, reading,
+                                         committed=True))
+        store.append(store.batch_entries("r1", "orders", "db", "b2", removed, reading,
+                                         committed=False))
         store.append([store.mark("r1", "orders", "b2", "batch_rolled_back")])
         store.finish_run("r1", "failed", [
             {"rule": "orders", "status": "failed", "deleted": 1, "recovered": 0,

@@ -99,10 +99,27 @@ def test_the_last_runs_of_all_rules_are_one_query(target: Path, tmp_path: Path) 
     assert len(reads) == 1 and reads[0].startswith("SELECT")
 
 
-def test_a_changed_policy_file_is_said_per_rule_without_a_policy_history(
+def test_the_policy_history_says_what_changed_since_each_rules_last_run(
         target: Path, tmp_path: Path) -> None:
+    """With the audit room's policy history (``policies.changes_between``, the stored
+    text of the version the last run used), a rule gets the lines about it."""
+    run(_policy(tmp_path), RUN_AS_OF)
+    after = _policy(tmp_path, retain="2 years after at")
+
+    data = build.build(after, REPORT_AS_OF)
+
+    lines = {r["rule"]: r["changed_since_last_run"] for r in data["rules"]}
+    assert lines == {"events": ["rule 'events': retain '1 year after at' -> "
+                                "'2 years after at'"], "others": []}
+
+
+def test_a_changed_policy_file_is_said_per_rule_without_a_policy_history(
+        target: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the audit room's policy history, a rule whose last run used another
     version of the file says so, naming both sha256 prefixes."""
+    from retention.audit import policies
+
+    monkeypatch.delattr(policies, "changes_between")
     before = _policy(tmp_path)
     run(before, RUN_AS_OF)
     after = _policy(tmp_path, retain="2 years after at")
