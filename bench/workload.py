@@ -401,20 +401,21 @@ def check_target(url: str, exp: Expected, table: str = "orders", lines: bool = T
 
 
 def audit_records(audit_url: str) -> dict[str, tuple[int, int]]:
-    """{table: (records, sum of the key ids)} of the ``record`` entries in the store."""
-    backend = make_url(audit_url).get_backend_name()
-    key = {"postgresql": "(record_key::json->>'id')::bigint",
-           "sqlite": "json_extract(record_key, '$.id')"}.get(
-        backend, "CAST(JSON_VALUE(record_key, '$.id') AS SIGNED)")
-    eng = engine(audit_url)
+    """{table: (records, sum of the key ids)} of the committed records in the store, read
+    as ``audit export`` reads them (compact ``records`` entries expanded per record)."""
+    import json
+
+    from retention.audit.store import AuditStore
+
+    store = AuditStore(audit_url)
+    found: dict[str, tuple[int, int]] = {}
     try:
-        with eng.connect() as conn:
-            rows = conn.execute(sa.text(
-                f"SELECT table_name, count(*), sum({key}) FROM retention_log "
-                "WHERE kind = 'record' GROUP BY table_name")).all()
+        for rec in store.records():
+            count, total = found.get(rec["table_name"], (0, 0))
+            found[rec["table_name"]] = (count + 1, total + int(json.loads(rec["record_key"])["id"]))
     finally:
-        eng.dispose()
-    return {str(t): (int(c), int(s or 0)) for t, c, s in rows}
+        store.close()
+    return found
 
 
 def check_audit(audit_url: str, exp: Expected, table: str = "orders",
