@@ -50,11 +50,46 @@ class Removed:
         driver read them (one per key). Keys that are no JSON value are written as
         text, as the audit log has always written them (``default=str``)."""
         width = len(columns)
-        key_list = [k[0] for k in keys] if width == 1 else [list(k[:width]) for k in keys]
-        return cls(table, action, tuple(columns), len(key_list),
-                   json.dumps(key_list, separators=(",", ":"), default=str),
-                   json.dumps(events if isinstance(events, list) else list(events),
-                              separators=(",", ":"), default=stored_value))
+        try:
+            if width == 1:
+                key_list: list[Any] = _column([k[0] for k in keys], str)
+            else:
+                key_columns = [_column(list(c), str) for c in list(zip(*keys, strict=True))[:width]]
+                key_list = list(map(list, zip(*key_columns, strict=True)))
+            key_text = json.dumps(key_list, separators=(",", ":"))
+        except _Nested:  # keys that are containers: json's own walk
+            key_text = json.dumps([k[0] for k in keys] if width == 1
+                                  else [list(k[:width]) for k in keys],
+                                  separators=(",", ":"), default=str)
+        events = list(events)
+        try:
+            event_text = json.dumps(_column(events, stored_value), separators=(",", ":"))
+        except _Nested:
+            event_text = json.dumps(events, separators=(",", ":"), default=stored_value)
+        return cls(table, action, tuple(columns), len(keys), key_text, event_text)
+
+
+_SCALARS = (str, int, float, bool, type(None))  # what JSON writes as it is
+_CONTAINERS = (list, tuple, dict)
+
+
+class _Nested(Exception):
+    """A value is a container: left to json's own walk (``default`` inside it)."""
+
+
+def _column(values: list[Any], convert: Callable[[Any], Any]) -> list[Any]:
+    """One column's values as ``json.dumps(..., default=convert)`` writes them, ready for
+    the C encoder: each value JSON cannot write replaced by ``convert(value)`` (text).
+    Decided per type (a column's values share one, and None), not per value."""
+    kinds = set(map(type, values))
+    odd = {t for t in kinds if not issubclass(t, _SCALARS)}
+    if not odd:
+        return values
+    if any(issubclass(t, _CONTAINERS) for t in odd):
+        raise _Nested
+    if len(kinds) == 1:
+        return list(map(convert, values))
+    return [convert(v) if type(v) in odd else v for v in values]
 
 
 def stored_value(value: Any) -> Any:

@@ -38,22 +38,20 @@ from typing import Any
 
 import sqlalchemy as sa
 from retention.adapters import sql_statements as q
-from retention.adapters.protocol import AffectedRow
+from retention.adapters.protocol import Removed
 from sqlalchemy import Connection, Engine, MetaData, Table, select, tuple_
 
-from retention import calendar
 from retention.db import writing
-from retention.period import Kind
 from retention.plan import Plan, Predicate
 
-READ_CHUNK = 10_000  # keys read and recorded per statement while the partition is locked
+READ_CHUNK = 50_000  # keys read and recorded per statement while the partition is locked
 _TICK = {True: dt.timedelta(days=1), False: dt.timedelta(microseconds=1)}  # date / time
 _RANGE = re.compile(r"^FOR VALUES FROM \((?P<lower>.+)\) TO \((?P<upper>.+)\)$", re.S)
 _DELETE_TRIGGER = 8  # pg_trigger.tgtype bit TRIGGER_TYPE_DELETE
 
-# Called with each chunk of a partition's rows (as a batch reports them) and the open
-# connection of the dropping transaction, before the drop.
-Record = Callable[[Sequence[AffectedRow], Connection], None]
+# Called with each chunk of a partition's rows (one compact group, as a batch reports
+# them) and the open connection of the dropping transaction, before the drop.
+Record = Callable[[Sequence[Removed], Connection], None]
 # Called after the drop, just before the commit, with the same connection.
 BeforeCommit = Callable[[Connection], None]
 
@@ -279,7 +277,7 @@ def drop(engine: Engine, plan: Plan, table: Table, partition: Partition, record:
         count = 0
         for rows in _rows(conn, plan, _as_partition(table, partition.name)):
             record(rows, conn)
-            count += len(rows)
+            count += sum(r.count for r in rows)
         if count != again.rows:  # the lock forbids it; never drop what was not recorded
             raise RuntimeError(f"{partition.name}: read {count} rows of {again.rows} counted")
         _detach(conn, _qualified(conn, partition.schema, table.name), qualified)
@@ -300,11 +298,12 @@ def _drop(conn: Connection, qualified: str) -> None:
     conn.exec_driver_sql(f"DROP TABLE {qualified}")
 
 
-def _rows(conn: Connection, plan: Plan, part: Table) -> Iterator[list[AffectedRow]]:
-    """The partition's rows in key order, ``READ_CHUNK`` at a time, as audit rows."""
+def _rows(conn: Connection, plan: Plan, part: Table) -> Iterator[list[Removed]]:
+    """The partition's rows in key order, ``READ_CHUNK`` at a time, as the compact group a
+    batch reports: keys and event values as the driver reads them (nothing is computed
+    per row; the audit log reads the values with the plan's rules)."""
     pk = [part.c[n] for n in plan.primary_key]
     width = len(pk)
-    due_at = _DueAt(plan)
     after: tuple[Any, ...] | None = None
     while True:
         stmt = select(*pk, part.c[plan.event_column]).order_by(*pk).limit(READ_CHUNK)
@@ -313,32 +312,8 @@ def _rows(conn: Connection, plan: Plan, part: Table) -> Iterator[list[AffectedRo
         found = conn.execute(stmt).all()
         if not found:
             return
-        names, table = plan.primary_key, plan.table
-        chunk = []
-        for r in found:
-            event_at = plan.event_instant(r[width])
-            chunk.append(AffectedRow(table, dict(zip(names, r[:width], strict=True)),
-                                     "delete", event_at, due_at(event_at)))
-        yield chunk
+        yield [Removed.of(plan.table, "delete", plan.primary_key, found,
+                          [r[width] for r in found])]
         if len(found) < READ_CHUNK:
             return
         after = tuple(found[-1][:width])
-
-
-class _DueAt:
-    """The due instant of an event instant, computed once per local date for calendar
-    spans (the due instant depends on nothing else there)."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.retain = plan.retain
-        self.tz = calendar.zone(plan.timezone)
-        self.by_date: dict[dt.date, dt.datetime] = {}
-
-    def __call__(self, event_at: dt.datetime) -> dt.datetime:
-        if self.retain.kind is not Kind.CALENDAR:
-            return calendar.due_at(event_at, self.retain, self.tz)
-        day = calendar.local_date(event_at, self.tz)
-        found = self.by_date.get(day)
-        if found is None:
-            found = self.by_date[day] = calendar.due_at(event_at, self.retain, self.tz)
-        return found

@@ -16,7 +16,7 @@ ratios of:
   (server log); ``retention --help``;
 * ``audit export`` and ``audit verify`` at two sizes (N/10 and N orders' records);
 * the same on MariaDB against its own raw DELETE (and Laravel's MySQL statement);
-* a table partitioned by month: raw DELETE vs dropping the due partitions (what the
+* a table partitioned by month (``--partition-months``): raw DELETE vs dropping the due partitions (what the
   partition feature should approach) vs ``retention run`` row by row
   (``drop_partitions: false``) vs ``retention run`` dropping the wholly due partitions
   (the default; ``--partition-option`` adds rule lines).
@@ -554,11 +554,12 @@ class Bench:
         retention row by row (drop_partitions: false) vs retention's drop_partitions."""
         n = self.args.orders
         log(f"loading the partitioned table ({n} orders)")
-        exp = pg.load_partitioned("tpl_part", n)
+        exp = pg.load_partitioned("tpl_part", n, self.args.partition_months)
         cutoff = self.cutoff(pg.url("tpl_part"), exp, "part-cutoff", table="orders_part",
                              children=False, where=False)
         when = dt.datetime.fromisoformat(cutoff)
         out: dict[str, Any] = {"orders": n, "due": exp.due_orders, "cutoff": cutoff,
+                               "months": self.args.partition_months,
                                "raw_s": [], "drop_s": [], "retention_s": [],
                                "retention_partitions_s": []}
         for rep in range(1, self.args.repeats + 1):
@@ -848,7 +849,8 @@ def render(report: dict[str, Any]) -> str:
                        f"{raw / median(engine_s):.1f})" if engine_s else "")
                     + f", {p.get('partitions_dropped', '?')} partitions dropped")
         out.append(
-            f"partitioned by month ({p['orders']} orders, {p['due']} due): raw DELETE "
+            f"partitioned by {p.get('months', 1)} month(s) ({p['orders']} orders, {p['due']} "
+            f"due): raw DELETE "
             f"{raw:.2f} s; detach+drop due partitions {median(p['drop_s']):.2f} s "
             f"(raw / drop = {raw / median(p['drop_s']):.1f}); retention run row by row "
             f"(drop_partitions: false) {median(p['retention_s']):.2f} s "
@@ -873,6 +875,8 @@ def main() -> int:
     parser.add_argument("--no-export", dest="export", action="store_false")
     parser.add_argument("--big", action="store_true",
                         help="also compare report's SQL with count(*) on 10x the orders")
+    parser.add_argument("--partition-months", type=int, default=1,
+                        help="months per partition of orders_part (default 1; 12: yearly)")
     parser.add_argument("--partition-option", default="",
                         help="YAML lines added to the rule of the drop_partitions variant "
                         "(drop_partitions is on by default; the row-by-row variant says "

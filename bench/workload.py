@@ -210,10 +210,10 @@ class Postgres:
         self.execute("CHECKPOINT")
         return exp
 
-    def load_partitioned(self, name: str, n: int) -> Expected:
-        """``orders_part``: the time-ordered orders, all completed, partitioned by month
-        on completed_at (primary key (id, completed_at), as PostgreSQL requires), no
-        lines."""
+    def load_partitioned(self, name: str, n: int, months: int = 1) -> Expected:
+        """``orders_part``: the time-ordered orders, all completed, partitioned on
+        completed_at by ``months`` months (primary key (id, completed_at), as PostgreSQL
+        requires), no lines."""
         self.drop(name)
         self.execute(f'CREATE DATABASE "{name}"')
         half, due_step, live_step = _steps(n)
@@ -228,7 +228,8 @@ class Postgres:
                     " PRIMARY KEY (id, completed_at)) PARTITION BY RANGE (completed_at)")
                 month = dt.date(DUE_FROM.year, DUE_FROM.month, 1)
                 while month <= LIVE_UNTIL.date():
-                    following = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
+                    ahead = month.month - 1 + months
+                    following = dt.date(month.year + ahead // 12, ahead % 12 + 1, 1)
                     conn.exec_driver_sql(
                         f"CREATE TABLE orders_part_{month:%Y%m} PARTITION OF orders_part FOR "
                         f"VALUES FROM ('{month} 00:00:00+00') TO ('{following} 00:00:00+00')")

@@ -1,7 +1,10 @@
 """A dry run's forecast per rule: how many batches, and how long, from a measured rate.
 
-``batches`` is the number of batches that change rows at the rule's batch size:
-``ceil(due / batch_size)``. The time can only come from experience: every run
+``batches`` is the number of batches that change rows: batches are sized to take
+``batch_seconds`` each (:mod:`retention.run.sizing`), starting small and growing
+to at most ``batch_size``, so the count follows the sizer at the measured rate
+(below); with no rate yet, the fewest batches the sizer could take (each growing
+as fast as it may). The time can only come from experience: every run
 records per rule the rows it changed and the seconds its batches took
 (``batch_seconds``, pauses and replica waits left out); the most recent run of the
 rule that changed rows, among the last ``LOOKBACK`` runs in the audit store, gives
@@ -24,6 +27,7 @@ from typing import Any
 
 from retention.audit.store import AuditStore
 from retention.plan import Plan
+from retention.run import sizing
 
 LOOKBACK = 200  # recent runs searched for a rule's measured rate
 
@@ -58,7 +62,8 @@ def measured_rates(store: AuditStore | None, policy: str, rules: Iterable[str]
 def forecast(plan: Plan, due: int, rate: Rate | None, max_runtime: float | None
              ) -> dict[str, Any]:
     """The fields a dry run adds to a rule's result."""
-    batches = math.ceil(due / plan.batch_size)
+    batches = sizing.batches(due, plan.batch_size, plan.batch_seconds,
+                             rate.rows_per_second if rate else None)
     out: dict[str, Any] = {"batches": batches, "expected_seconds": None,
                            "rows_per_second": None, "rate_from": None}
     if rate is None:

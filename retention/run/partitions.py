@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from retention.adapters.protocol import Adapter, AffectedRow
+from retention.adapters.protocol import Adapter, Removed
 from retention.audit import records
 from retention.audit.store import AuditStore
 from retention.plan import Plan
@@ -63,7 +63,7 @@ def drop_due(policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
             raise LeaseLost(plan.rule)
         batch_id = new_batch_id(marked=not together)
 
-        def record(rows: Sequence[AffectedRow], conn: Any, batch_id: str = batch_id) -> None:
+        def record(rows: Sequence[Removed], conn: Any, batch_id: str = batch_id) -> None:
             _record(store, run_id, plan, batch_id, rows, conn if together else None)
 
         def before_commit(conn: Any, batch_id: str = batch_id) -> None:
@@ -96,11 +96,11 @@ def drop_due(policy: Policy, adapter: Adapter, plan: Plan, result: RuleOutcome,
 
 
 def _record(store: AuditStore, run_id: str, plan: Plan, batch_id: str,
-            rows: Sequence[AffectedRow], conn: Any) -> None:
+            rows: Sequence[Removed], conn: Any) -> None:
     """Append the records of a chunk of a dropped partition's rows, as a batch would:
     in the target's transaction (``conn``), or as committed intents (``conn`` None)."""
     store.append(store.batch_entries(run_id, plan.rule, plan.source, batch_id,
-                                     records.from_rows(rows), records.Reading.of(plan),
+                                     rows, records.Reading.of(plan),
                                      committed=False), conn)
 
 

@@ -41,3 +41,22 @@ class Sizer:
         floor = min(self.ceiling, MIN_BATCH_SIZE)
         self.size = int(max(floor, min(self.ceiling, bounded)))
         return self.size
+
+
+
+def batches(due: int, ceiling: int, target: float, rows_per_second: float | None) -> int:
+    """How many batches a :class:`Sizer` takes for ``due`` rows at a steady
+    ``rows_per_second``. None (no rate measured yet) takes every batch to be quick, so
+    the batches grow to ``ceiling`` as fast as they may: the fewest there can be."""
+    sizer = Sizer(ceiling, target)
+    count, left = 0, due
+    while left > 0:
+        size = sizer.size
+        count += 1
+        left -= size
+        if left <= 0:
+            break
+        took = size / rows_per_second if rows_per_second else 0.0
+        if abs(sizer.measured(took) - size) <= 1:  # steady: the rest go at this size
+            return count + -(-left // sizer.size)
+    return count

@@ -1,4 +1,4 @@
-"""A dry run's forecast: batches from the batch size, time only from a measured rate."""
+"""A dry run's forecast: batches as the sizer takes them, time only from a measured rate."""
 
 from __future__ import annotations
 
@@ -8,18 +8,24 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retention.run import estimate
+from retention.run import estimate, sizing
 from retention.run.estimate import Rate
 from tests.run.test_throttle import plan
 
 
-@given(due=st.integers(0, 10**9), batch_size=st.integers(1, 10_000))
-def test_batches_are_the_due_rows_over_the_batch_size_rounded_up(due: int,
-                                                                  batch_size: int) -> None:
+@given(due=st.integers(0, 10**9), batch_size=st.integers(1, 100_000))
+def test_without_a_rate_batches_grow_to_the_batch_size_as_fast_as_they_may(
+        due: int, batch_size: int) -> None:
+    """The first batch takes 1000 rows (or batch_size), each next one twice as many, up
+    to batch_size: the fewest batches the sizer could take."""
     found = estimate.forecast(replace(plan(), batch_size=batch_size), due, None, None)
 
-    assert found["batches"] * batch_size >= due
-    assert (found["batches"] - 1) * batch_size < due or found["batches"] == 0
+    batches, taken, size = 0, 0, min(batch_size, sizing.FIRST_BATCH_SIZE)
+    while taken < due and size < batch_size:
+        batches, taken, size = batches + 1, taken + size, min(batch_size, size * 2)
+    if taken < due:  # the rest at the full size
+        batches += -(-(due - taken) // batch_size)
+    assert found["batches"] == batches
     assert found["expected_seconds"] is None and found["rows_per_second"] is None
 
 

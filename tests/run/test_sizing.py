@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retention.run import sizing
@@ -51,3 +51,19 @@ def test_one_slow_batch_shrinks_the_next_at_once() -> None:
     assert grown > 10_000
     sizer.measured(2.0)  # ten times the target
     assert sizer.size == max(sizing.MIN_BATCH_SIZE, int(grown * sizing.SHRINK))
+
+
+@settings(deadline=None)
+@given(due=st.integers(0, 20_000), batch_size=st.integers(1, 100_000),
+       rate=st.floats(1, 1e6), seconds=st.floats(0.01, 5))
+def test_with_a_rate_batches_are_the_sizers_own(due: int, batch_size: int, rate: float,
+                                               seconds: float) -> None:
+    """At a steady rate the count is what running the sizer batch by batch gives."""
+    found = sizing.batches(due, batch_size, seconds, rate)
+
+    sizer, left, count = sizing.Sizer(batch_size, seconds), due, 0
+    while left > 0:
+        count += 1
+        left -= sizer.size
+        sizer.measured(sizer.size / rate)
+    assert abs(found - count) <= max(1, count // 1000)  # the shortcut once sizes settle
