@@ -315,23 +315,28 @@ class SqlAdapter:
 
     # -- reading ------------------------------------------------------------------
 
-    def count(self, plan: Plan, ahead: Sequence[Plan] = ()) -> DueCount:
+    # count(children=False) leaves the declared children out (a run counts them batch by
+    # batch; a scan of each child table saved). Not in the Protocol: see run.enforce.
+    counts_children_apart = True
+
+    def count(self, plan: Plan, ahead: Sequence[Plan] = (), children: bool = True
+              ) -> DueCount:
         """One scan of the rule's table for all its figures (:func:`q.tally`), then one
-        statement per declared child."""
+        statement per declared child (unless ``children`` is False: then none)."""
         table = self.table(plan.table)
         with self.engine.connect() as conn:
             found = conn.execute(q.tally(table, plan, self.dialect, ahead)).one()._mapping
-            children = {
+            counted = {
                 child.table: conn.execute(
                     q.count_children(table, self.table(child.table), child.key, plan,
                                      self.dialect)
                 ).scalar_one()
-                for child in plan.children
+                for child in plan.children if children
             }
         return DueCount(
             due=int(found["due"]), held=int(found["held"]), total=int(found["total"]),
             oldest_due_event=sql_events.oldest_instant(plan, found["oldest"]),
-            children=children,
+            children=counted,
             blocked={name: int(found[f"blocked_{i}"])
                      for i, name in enumerate(q.blocking_tables(plan))},
             unreadable=int(found["unreadable"]),

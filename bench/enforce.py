@@ -16,8 +16,8 @@ ratios of:
   (server log); ``retention --help``;
 * ``audit export`` and ``audit verify`` at two sizes (N/10 and N orders' records);
 * the same on MariaDB against its own raw DELETE (and Laravel's MySQL statement);
-* a table partitioned by month (``--partition-months``): raw DELETE vs dropping the due partitions (what the
-  partition feature should approach) vs ``retention run`` row by row
+* a table partitioned by month (``--partition-months``): raw DELETE vs dropping the due
+  partitions (what the partition feature should approach) vs ``retention run`` row by row
   (``drop_partitions: false``) vs ``retention run`` dropping the wholly due partitions
   (the default; ``--partition-option`` adds rule lines).
 
@@ -405,6 +405,8 @@ class Bench:
         u = sa.engine.make_url(url)
         count_sql = (f"SELECT count(*) FROM orders WHERE status = 'completed' "
                      f"AND completed_at <= '{self.cutoff_of[layout]}'")
+        lines_sql = (f"SELECT count(*) FROM order_lines WHERE order_id IN (SELECT id FROM orders"
+                     f" WHERE status = 'completed' AND completed_at <= '{self.cutoff_of[layout]}')")
         psql = [shutil.which("psql") or "psql", "-X", "-h", str(u.host), "-p", str(u.port),
                 "-U", str(u.username), "-d", name, "-Atc", count_sql]
         out: dict[str, Any] = {"layout": layout, "orders": exp.orders, "report_s": [],
@@ -433,6 +435,16 @@ class Bench:
             out["psql_s"].append(p["wall_s"])
             time.sleep(0.3)
             out.setdefault("count_sql_ms", []).append(
+                sum(observe.statement_ms(server_log, offset, name)))
+            # the same figures by hand: the due orders and the lines they would take
+            offset = observe.log_offset(server_log)
+            both = [*psql[:-1], count_sql, "-c", lines_sql]
+            p = spawn(both, self.path(f"{name}-psql2.out"), self.path(f"{name}-psql2.err"))
+            if self.path(f"{name}-psql2.out").read_text().split() != [
+                    str(exp.due_orders), str(exp.due_lines)]:
+                raise WrongResult(f"psql counts: {tail(self.path(name + '-psql2.out'))}")
+            time.sleep(0.3)
+            out.setdefault("figures_sql_ms", []).append(
                 sum(observe.statement_ms(server_log, offset, name)))
         if copy:
             pg.drop(name)
@@ -759,6 +771,8 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                "load1": median([r["load1_after"] for r in rs]),
                "longest_xact_s": max((r["longest_xact_s"] for r in rs
                                       if "longest_xact_s" in r), default=None),
+               "longest_write_xact_s": max((r["longest_write_xact_s"] for r in rs
+                                            if "longest_write_xact_s" in r), default=None),
                "verify_s": median([r["verify_s"] for r in rs]) if "verify_s" in rs[0] else None,
                "engine_s": (median([r["engine_s"] for r in rs]) if "engine_s" in rs[0]
                             else None),
@@ -789,16 +803,23 @@ def render(report: dict[str, Any]) -> str:
            f"total {report['total_s'] / 60:.1f} min",
            ""]
     head = ("| target | layout | variant | median s | runs s | ratio | peak RSS MB "
-            "| process CPU s | longest xact s | longest batch gap s | engine s | verify s "
-            "| statements / batches | load1 |")
-    out += [head, "|" + "---|" * 14]
+            "| process CPU s | longest xact s | longest writing xact s | longest batch gap s "
+            "| engine s | engine / raw | verify s | statements / batches | load1 |")
+    out += [head, "|" + "---|" * 16]
+    raw_of = {(r["target"], r["layout"]): r["median_s"] for r in report["summary"]
+              if r["variant"] == "raw"}
     for r in report["summary"]:
         out.append(f"| {r['target']} | {r['layout']} | {r['label']} | {r['median_s']:.2f} | "
                    + " / ".join(f"{w:.2f}" for w in r["walls_s"])
                    + f" | {fmt(r['ratio'], '.1f')}x | {fmt(r['rss_mb'], '.0f')} | "
                    f"{fmt(r['cpu_s'], '.1f')} | "
-                   f"{fmt(r['longest_xact_s'], '.3f')} | {fmt(r['longest_batch_gap_s'], '.3f')}"
-                   f" | {fmt(r['engine_s'])} | {fmt(r['verify_s'])} | "
+                   f"{fmt(r['longest_xact_s'], '.3f')} | "
+                   f"{fmt(r.get('longest_write_xact_s'), '.3f')} | "
+                   f"{fmt(r['longest_batch_gap_s'], '.3f')}"
+                   f" | {fmt(r['engine_s'])} | "
+                   + (f"{r['engine_s'] / raw_of[(r['target'], r['layout'])]:.2f}x"
+                      if r["engine_s"] and (r["target"], r["layout"]) in raw_of else "-")
+                   + f" | {fmt(r['verify_s'])} | "
                    f"{fmt(r['statements'], 'd')} | {r['load1']:.1f} |")
     extra = report["extra"]
     if "help_s" in extra:
@@ -812,7 +833,11 @@ def render(report: dict[str, Any]) -> str:
             f"{rep['report_sql_statements'][0]} statements (largest "
             f"{median(rep['report_sql_max_ms']):.0f} ms) vs count(*) "
             f"{median(rep['count_sql_ms']):.0f} ms = "
-            f"{median(rep['report_sql_ms']) / max(0.001, median(rep['count_sql_ms'])):.1f}x")
+            f"{median(rep['report_sql_ms']) / max(0.001, median(rep['count_sql_ms'])):.1f}x"
+            + (f"; vs count(*) of the same figures (the due orders, and their lines) "
+               f"{median(rep['figures_sql_ms']):.0f} ms = "
+               f"{median(rep['report_sql_ms']) / max(0.001, median(rep['figures_sql_ms'])):.2f}x"
+               if rep.get("figures_sql_ms") else ""))
     for e in extra.get("export", []):
         out.append(
             f"audit at {e['records']} records: run {e['run_s']:.1f} s ({e['run_rss_mb']:.0f} "

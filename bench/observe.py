@@ -57,7 +57,7 @@ class XactSampler:
     """Samples the transactions of database ``dbname`` until :meth:`stop`."""
 
     QUERY = ("SELECT pid, extract(epoch FROM clock_timestamp() - xact_start), "
-             "left(query, 80) FROM pg_stat_activity WHERE datname = %s "
+             "left(query, 80), backend_xid IS NOT NULL FROM pg_stat_activity WHERE datname = %s "
              "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
              "AND xact_start IS NOT NULL AND application_name <> 'pgbench'")
 
@@ -67,6 +67,7 @@ class XactSampler:
         self.interval = interval
         self.longest = 0.0
         self.longest_query = ""
+        self.longest_writing = 0.0  # transactions that wrote (hold an xid, so row locks)
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -74,9 +75,12 @@ class XactSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for _pid, age, query in self.conn.execute(self.QUERY, (self.dbname,)).fetchall():
+            for _pid, age, query, wrote in self.conn.execute(self.QUERY,
+                                                             (self.dbname,)).fetchall():
                 if age is not None and float(age) > self.longest:
                     self.longest, self.longest_query = float(age), query or ""
+                if age is not None and wrote and float(age) > self.longest_writing:
+                    self.longest_writing = float(age)
             self.samples += 1
             self._stop.wait(self.interval)
 
@@ -85,6 +89,7 @@ class XactSampler:
         self._thread.join(5)
         self.conn.close()
         return {"longest_xact_s": self.longest, "longest_xact_query": self.longest_query,
+                "longest_write_xact_s": self.longest_writing,
                 "xact_samples": self.samples}
 
 

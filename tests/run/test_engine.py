@@ -122,6 +122,46 @@ def test_children_go_with_their_parent_and_are_counted(db_url: str, tmp_path: Pa
         1, 2, 5, 6, 7]
 
 
+def test_a_run_counts_children_batch_by_batch_and_a_dry_run_before(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """A dry run counts the children of the due rows with one statement per child table;
+    a run does not (its batches count them): the same figures, one scan fewer."""
+    meta = sa.MetaData()
+    orders = sa.Table("orders", meta,
+                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                      sa.Column("completed_at", TS), sa.Column("status", sa.String(20)))
+    lines = sa.Table("order_lines", meta,
+                     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                     sa.Column("order_id", sa.Integer))
+    old = dt.datetime(2010, 1, 1)
+    _create(sqlite_url, orders, lines, rows={
+        "orders": [{"id": i, "completed_at": old, "status": "completed"} for i in (1, 2)],
+        "order_lines": [{"id": i, "order_id": o} for i, o in enumerate([1, 1, 2], start=1)],
+    })
+    policy = _policy(tmp_path, sqlite_url, (
+        "  orders:\n    table: orders\n    retain: 6 months after completion plus 7 years\n"
+        "    events: {completion: completed_at}\n"
+        "    children:\n      - {table: order_lines, key: order_id}\n"
+        "    max_fraction: 1.0\n"))
+    counts: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT COUNT(*)") and \
+                "order_lines" in statement.split("WHERE")[0]:
+            counts.append(statement)
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", seen)
+    try:
+        dry = engine.run(policy, AS_OF, dry_run=True).rules[0]
+        counted_dry = len(counts)
+        real = engine.run(policy, AS_OF).rules[0]
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", seen)
+
+    assert dry.children == real.children == {"order_lines": 3}
+    assert counted_dry == 1 and len(counts) == 1
+
+
 def test_where_filters_select_only_matching_rows(db_url: str, tmp_path: Path) -> None:
     """Lists, null and {not: null} filters are applied in the statement."""
     meta = sa.MetaData()
