@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from json.encoder import encode_basestring_ascii
@@ -22,6 +23,7 @@ from retention.audit import records
 if TYPE_CHECKING:
     from retention.audit.store import AuditStore
 
+WRITE_LINES = 4096  # export lines joined and written at once (an entry may hold 10^5)
 FIELDS = ("run_id", "rule", "source", "table", "key", "action", "event_at", "due_at", "at")
 
 
@@ -80,13 +82,14 @@ def write_entries(entries: Iterable[Mapping[str, Any]], fmt: str, out: TextIO) -
             lines = _csv_lines(entry, compact, times)
         else:
             lines = _json_lines(entry, compact, times)
-        out.write("".join(lines))
-        count += len(lines)
+        while chunk := list(itertools.islice(lines, WRITE_LINES)):  # memory: a chunk's text
+            out.write("".join(chunk))
+            count += len(chunk)
     return count
 
 
 def _json_lines(entry: Mapping[str, Any], compact: records.Compact, times: _Times
-                ) -> list[str]:
+                ) -> Iterator[str]:
     start = (f'{{"run_id": {_text(entry["run_id"])}, "rule": {_text(entry["rule"])}, '
              f'"source": {_text(entry["source"])}, "table": {_text(entry["table_name"])}, '
              '"key": ')
@@ -99,12 +102,12 @@ def _json_lines(entry: Mapping[str, Any], compact: records.Compact, times: _Time
         keys: Iterable[Any] = compact.keys
     else:
         keys = _key_texts(compact)
-    return [f"{start}{key}{middle}{fragment}{end}"
-            for key, fragment in zip(keys, fragments, strict=True)]
+    return (f"{start}{key}{middle}{fragment}{end}"
+            for key, fragment in zip(keys, fragments, strict=True))
 
 
 def _csv_lines(entry: Mapping[str, Any], compact: records.Compact, times: _Times
-               ) -> list[str]:
+               ) -> Iterator[str]:
     # The fields an entry shares, each followed (or preceded) by its comma.
     start = _csv_row([entry["run_id"], entry["rule"], entry["source"], entry["table_name"], ""])
     middle = "," + _csv_row([entry["action"], ""])
@@ -116,8 +119,8 @@ def _csv_lines(entry: Mapping[str, Any], compact: records.Compact, times: _Times
         keys: Iterable[Any] = compact.keys
     else:
         keys = ('"' + key.replace('"', '""') + '"' for key in _key_texts(compact))
-    return [f"{start}{key}{middle}{fragment}{end}"
-            for key, fragment in zip(keys, fragments, strict=True)]
+    return (f"{start}{key}{middle}{fragment}{end}"
+            for key, fragment in zip(keys, fragments, strict=True))
 
 
 def _csv_row(fields: list[Any]) -> str:

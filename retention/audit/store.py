@@ -41,7 +41,7 @@ from retention.errors import AuditError, UrlError
 __all__ = ["AuditStore", "RunInfo", "iso", "key_text", "now_text"]
 
 VERIFY_CHUNK = 2000  # small entries read per round trip while reading the whole log
-RECORDS_CHUNK = 16  # ``records`` entries read per round trip (each holds a whole batch)
+RECORDS_CHUNK = 4  # ``records`` entries read per round trip (each holds a whole batch)
 CREATE_ATTEMPTS = 8  # tries to create the tables while other processes do the same
 
 

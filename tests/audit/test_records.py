@@ -88,6 +88,27 @@ def _fill(store: AuditStore) -> None:
                                      committed=False))  # an intent never confirmed
 
 
+def test_an_entry_larger_than_a_write_chunk_is_exported_whole(tmp_path: Path) -> None:
+    """An entry of more records than export writes at once (``WRITE_LINES``) gives every
+    line once, in order, as the per-record export does."""
+    store = _store(tmp_path)
+    n = export.WRITE_LINES * 2 + 7
+    try:
+        big = Removed.of("orders", "delete", ("id",), [(i,) for i in range(1, n + 1)],
+                         [f"2018-0{1 + i % 9}-0{1 + i % 9} 10:00:00" for i in range(n)])
+        store.append(store.batch_entries("run-1", "orders", "shop", "b1", [big], READING,
+                                         committed=True))
+        for fmt in ("jsonl", "csv"):
+            streamed, written = io.StringIO(), io.StringIO()
+            assert export.stream(store, fmt, streamed) == n
+            assert export.write(store.records(), fmt, written) == n
+            assert streamed.getvalue() == written.getvalue()
+        ids = [json.loads(line)["key"]["id"] for line in _jsonl(store)]
+    finally:
+        store.close()
+    assert ids == list(range(1, n + 1))
+
+
 def test_the_streamed_export_is_the_per_record_export_byte_for_byte(tmp_path: Path) -> None:
     """JSON lines and CSV: export.stream over entries == export.write over records()."""
     store = _store(tmp_path)
