@@ -80,7 +80,12 @@ VARIANTS = {  # key: (label, kinds)
     "ret_1000": ("retention run, audit in the same database, batch 1000", "pm"),
     "ret_10000": ("retention run, audit in the same database, batch 10000", "p"),
     "ret_sqlite": ("retention run, SQLite audit store, batch 1000", "p"),
+    "ret_default": ("retention run, audit in the same database, default batch sizing "
+                    "(<= 50000)", "pm"),
+    "ret_sqlite_default": ("retention run, SQLite audit store, default batch sizing", "p"),
 }
+BATCH = {"ret_1000": 1000, "ret_10000": 10000, "ret_sqlite": 1000, "ret_default": 50000,
+         "ret_sqlite_default": 50000}
 
 
 def log(message: str) -> None:
@@ -351,8 +356,8 @@ class Bench:
             r.update(r_watch)
             workload.check_target(url, exp)
         else:
-            batch = 10000 if variant == "ret_10000" else 1000
-            audit = (self.sqlite_audit(name) if variant == "ret_sqlite"
+            batch = BATCH[variant]
+            audit = (self.sqlite_audit(name) if variant.startswith("ret_sqlite")
                      else url)
             r = self.run_retention(name, db, url, audit, batch, exp)
         r.update(target=kind, layout=layout, variant=variant, rep=rep, db=name, url=url,

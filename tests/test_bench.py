@@ -28,7 +28,8 @@ def test_enforce_benchmark_runs_and_checks_its_results(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     rows = {r["variant"]: r for r in report["summary"]}
-    assert set(rows) == {"raw", "laravel", "ret_1000", "ret_10000", "ret_sqlite"}
+    assert set(rows) == {"raw", "laravel", "ret_1000", "ret_10000", "ret_sqlite", "ret_default",
+                         "ret_sqlite_default"}
     assert rows["raw"]["ratio"] == 1.0
     expected = report["extra"]["expected_time"]
     for run in report["results"]:
