@@ -1,7 +1,7 @@
 """Memory and time as the due rows grow a hundredfold (issue 9), and report vs count(*).
 
-For each size (default 50,000 and 5,000,000 orders in the time layout, about 150,000 and
-15,000,000 due rows with their lines) on one PostgreSQL server with fsync on:
+For each size (default 70,000 and 7,000,000 orders in the time layout, about 103,000 and
+10,300,000 due rows with their lines) on one PostgreSQL server with fsync on:
 
 * ``retention run`` (audit in the same database, default batch sizing): wall time,
   peak RSS (``ru_maxrss``), checked like every run of ``enforce.py``;
@@ -11,7 +11,7 @@ For each size (default 50,000 and 5,000,000 orders in the time layout, about 150
 * ``retention report`` against ``count(*)``: whole command and the server time of the
   SQL of each, from the PostgreSQL log.
 
-Usage: .venv/bin/python bench/scale.py [--sizes 50000,5000000] [--json FILE]
+Usage: .venv/bin/python bench/scale.py [--sizes 70000,7000000] [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from enforce import Bench, durable_postgres, log, median
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="50000,5000000")
+    parser.add_argument("--sizes", default="70000,7000000")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path)
     a = parser.parse_args()
