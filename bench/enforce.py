@@ -374,7 +374,8 @@ class Bench:
 
     def variants(self, kind: str) -> list[str]:
         letter = "p" if kind == "postgresql" else "m"
-        return [v for v, (_, kinds) in VARIANTS.items() if letter in kinds
+        chosen = set(self.args.variants.split(",")) if self.args.variants else set(VARIANTS)
+        return [v for v, (_, kinds) in VARIANTS.items() if letter in kinds and v in chosen
                 and (self.args.django or not v.startswith("django"))]
 
     def deletes(self, db: Any, template: str, layout: str, exp: Expected, cutoff: str
@@ -905,6 +906,9 @@ def main() -> int:
     parser.add_argument("--no-export", dest="export", action="store_false")
     parser.add_argument("--big", action="store_true",
                         help="also compare report's SQL with count(*) on 10x the orders")
+    parser.add_argument("--variants", default="",
+                        help="comma-separated subset of " + ",".join(VARIANTS)
+                        + " (default: all; raw is needed for the ratios)")
     parser.add_argument("--partition-months", type=int, default=1,
                         help="months per partition of orders_part (default 1; 12: yearly)")
     parser.add_argument("--partition-option", default="",
@@ -923,6 +927,9 @@ def main() -> int:
     parser.add_argument("--render", metavar="FILE",
                         help="only print the table of a JSON file written by --json")
     args = parser.parse_args()
+    unknown = set(filter(None, args.variants.split(","))) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}")
     if args.render:
         print(render(json.loads(Path(args.render).read_text())))
         return 0
