@@ -50,23 +50,19 @@ class Removed:
         driver read them (one per key). Keys that are no JSON value are written as
         text, as the audit log has always written them (``default=str``)."""
         width = len(columns)
+        key_list = [k[0] for k in keys] if width == 1 else [list(k[:width]) for k in keys]
         try:
-            if width == 1:
-                key_list: list[Any] = _column([k[0] for k in keys], str)
-            else:
-                key_columns = [_column(list(c), str) for c in list(zip(*keys, strict=True))[:width]]
-                key_list = list(map(list, zip(*key_columns, strict=True)))
-            key_text = json.dumps(key_list, separators=(",", ":"))
+            ready = _column(key_list, str) if width == 1 else list(map(list, zip(
+                *(_column(list(c), str) for c in zip(*key_list, strict=True)), strict=True)))
+            key_text = json.dumps(ready, separators=(",", ":"))
         except _Nested:  # keys that are containers: json's own walk
-            key_text = json.dumps([k[0] for k in keys] if width == 1
-                                  else [list(k[:width]) for k in keys],
-                                  separators=(",", ":"), default=str)
+            key_text = json.dumps(key_list, separators=(",", ":"), default=str)
         events = list(events)
         try:
             event_text = json.dumps(_column(events, stored_value), separators=(",", ":"))
         except _Nested:
             event_text = json.dumps(events, separators=(",", ":"), default=stored_value)
-        return cls(table, action, tuple(columns), len(keys), key_text, event_text)
+        return cls(table, action, tuple(columns), len(key_list), key_text, event_text)
 
 
 _SCALARS = (str, int, float, bool, type(None))  # what JSON writes as it is

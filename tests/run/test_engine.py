@@ -89,8 +89,8 @@ def test_run_deletes_exactly_the_due_rows(db_url: str, tmp_path: Path, phrase: s
     assert 0 < len(due) < len(rows) - 1
 
 
-def test_children_go_with_their_parent_and_are_counted(db_url: str, tmp_path: Path) -> None:
-    """Order lines of a due order are deleted with it and audited under their own table."""
+def _orders_and_lines() -> tuple[sa.Table, sa.Table]:
+    """``orders`` (id, completed_at, status) and ``order_lines`` (id, order_id)."""
     meta = sa.MetaData()
     orders = sa.Table("orders", meta,
                       sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -98,6 +98,12 @@ def test_children_go_with_their_parent_and_are_counted(db_url: str, tmp_path: Pa
     lines = sa.Table("order_lines", meta,
                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                      sa.Column("order_id", sa.Integer))
+    return orders, lines
+
+
+def test_children_go_with_their_parent_and_are_counted(db_url: str, tmp_path: Path) -> None:
+    """Order lines of a due order are deleted with it and audited under their own table."""
+    orders, lines = _orders_and_lines()
     old, new = dt.datetime(2010, 1, 1), dt.datetime(2026, 2, 1)
     _create(db_url, orders, lines, rows={
         "orders": [{"id": 1, "completed_at": old, "status": "completed"},
@@ -126,13 +132,7 @@ def test_a_run_counts_children_batch_by_batch_and_a_dry_run_before(
         sqlite_url: str, tmp_path: Path) -> None:
     """A dry run counts the children of the due rows with one statement per child table;
     a run does not (its batches count them): the same figures, one scan fewer."""
-    meta = sa.MetaData()
-    orders = sa.Table("orders", meta,
-                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                      sa.Column("completed_at", TS), sa.Column("status", sa.String(20)))
-    lines = sa.Table("order_lines", meta,
-                     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                     sa.Column("order_id", sa.Integer))
+    orders, lines = _orders_and_lines()
     old = dt.datetime(2010, 1, 1)
     _create(sqlite_url, orders, lines, rows={
         "orders": [{"id": i, "completed_at": old, "status": "completed"} for i in (1, 2)],

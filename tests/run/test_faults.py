@@ -221,23 +221,12 @@ class Shop:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RETENTION_", "FAULT_"))}
-        env.update(FAULT_TARGET_URL=self.target, FAULT_AUDIT_URL=self.audit)
-        return env
+        return run_env(self.target, self.audit)
 
     def start(self, *extra: str) -> Proc:
         """Start ``retention run`` at AS_OF with JSON output; stdout and stderr go to files."""
         self.runs += 1
-        out = self.workdir / f"run-{self.runs:03d}.out"
-        err = self.workdir / f"run-{self.runs:03d}.err"
-        with out.open("w") as stdout, err.open("w") as stderr:
-            popen = subprocess.Popen(
-                [str(RETENTION), "run", str(self.policy), "--format", "json",
-                 "--as-of", AS_OF.isoformat(), *extra],
-                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=self.env,
-                cwd=self.workdir)
-        return Proc(popen, out, err, time.time())
+        return start_run(self.workdir, self.runs, self.policy, AS_OF, self.env, *extra)
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Any other ``retention`` command on this shop's policy, run to its end."""
@@ -855,21 +844,33 @@ class Mailing:
             eng.dispose()
 
     def start(self, stop_at: str | None = None) -> Proc:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RETENTION_", "FAULT_"))}
-        env.update(FAULT_TARGET_URL=self.target, FAULT_AUDIT_URL=self.audit)
+        env = run_env(self.target, self.audit)
         if stop_at:
             env.update(FAULT_STOP_AT=stop_at, PYTHONPATH=str(FAULTPOINT))
         self.runs += 1
-        out = self.workdir / f"run-{self.runs:03d}.out"
-        err = self.workdir / f"run-{self.runs:03d}.err"
-        with out.open("w") as stdout, err.open("w") as stderr:
-            popen = subprocess.Popen(
-                [str(RETENTION), "run", str(self.policy), "--format", "json",
-                 "--as-of", AS_OF.isoformat()],
-                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
-                cwd=self.workdir)
-        return Proc(popen, out, err, time.time())
+        return start_run(self.workdir, self.runs, self.policy, AS_OF, env)
+
+
+def run_env(target: str, audit: str, **extra: str) -> dict[str, str]:
+    """This process's environment without retention's or the faultpoints' variables, with
+    the shop's URLs (and ``extra``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETENTION_", "FAULT_"))}
+    env.update(FAULT_TARGET_URL=target, FAULT_AUDIT_URL=audit, **extra)
+    return env
+
+
+def start_run(workdir: Path, number: int, policy: Path, as_of: dt.datetime,
+              env: dict[str, str], *extra: str) -> Proc:
+    """Start ``retention run`` at ``as_of`` with JSON output; stdout and stderr go to
+    ``run-NNN.out`` and ``run-NNN.err`` in ``workdir``."""
+    out = workdir / f"run-{number:03d}.out"
+    err = workdir / f"run-{number:03d}.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        popen = subprocess.Popen(
+            [str(RETENTION), "run", str(policy), "--format", "json",
+             "--as-of", as_of.isoformat(), *extra],
+            stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=workdir)
+    return Proc(popen, out, err, time.time())
 
 
 def stopped(proc: Proc, timeout: float = RUN_TIMEOUT) -> None:

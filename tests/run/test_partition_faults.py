@@ -16,9 +16,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
-import os
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from retention.audit.store import AuditStore
-from tests.run.test_faults import FAULTPOINT, RETENTION, Proc, stopped
+from tests.run.test_faults import FAULTPOINT, Proc, run_env, start_run, stopped
 from tests.support import write_policy
 
 AS_OF = dt.datetime(2024, 4, 15, 12, tzinfo=dt.UTC)
@@ -130,22 +127,12 @@ class Shop:
             eng.dispose()
 
     def start(self, stop_at: str | None = None) -> Proc:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RETENTION_", "FAULT_"))}
-        env.update(FAULT_TARGET_URL=self.target, FAULT_AUDIT_URL=self.audit,
-                   FAULT_READ_CHUNK="100", PYTHONPATH=str(FAULTPOINT))
+        env = run_env(self.target, self.audit, FAULT_READ_CHUNK="100",
+                      PYTHONPATH=str(FAULTPOINT))
         if stop_at:
             env["FAULT_STOP_AT"] = stop_at
         self.runs += 1
-        out = self.workdir / f"run-{self.runs:03d}.out"
-        err = self.workdir / f"run-{self.runs:03d}.err"
-        with out.open("w") as stdout, err.open("w") as stderr:
-            popen = subprocess.Popen(
-                [str(RETENTION), "run", str(self.policy), "--format", "json",
-                 "--as-of", AS_OF.isoformat()],
-                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
-                cwd=self.workdir)
-        return Proc(popen, out, err, time.time())
+        return start_run(self.workdir, self.runs, self.policy, AS_OF, env)
 
     def audit_state(self) -> tuple[list[int], Any, list[dict[str, Any]]]:
         store = AuditStore(self.audit)
