@@ -123,7 +123,12 @@ class Daemon:
         """SIGTERM (or ``sig``); the exit code and the seconds it took to exit."""
         started = time.monotonic()
         self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            tail = "\n".join(self.stderr[-25:])
+            raise AssertionError(f"{self.name}: still running {timeout}s after signal {sig}; "
+                                 f"stderr tail:\n{tail}") from None
         for reader in self._readers:
             reader.join(5)
         return code, time.monotonic() - started
