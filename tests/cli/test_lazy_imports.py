@@ -87,3 +87,24 @@ def test_lazy_groups_show_their_own_short_help_before_they_are_loaded() -> None:
     loaded = CliRunner().invoke(group, ["--help"]).output
     assert lazy == loaded
     assert "  hold      Legal holds" in lazy and "  audit     Read and check" in lazy
+
+
+def test_the_console_command_skips_the_final_collection_and_a_call_from_python_does_not(
+        ) -> None:
+    """``main()`` as the process's own command freezes the collector before exit (the
+    interpreter then does not walk every imported object: bench/RESULTS.md); ``main(argv)``
+    called from Python, as tests and embedding programs do, leaves the collector alone."""
+    probe = ("import atexit, gc, sys\n"
+             "from retention.cli import main\n"
+             "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+             "sys.argv = ['retention', *sys.argv[1:]]\n"
+             "{call}\n")
+    own = subprocess.run([sys.executable, "-c", probe.format(call="main()"), "--help"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert own.returncode == 0, own.stderr
+    assert "Usage: retention" in own.stdout and own.stdout.endswith("frozen True\n")
+    called = subprocess.run(
+        [sys.executable, "-c", probe.format(call="main(['--help'])")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert called.returncode == 0, called.stderr
+    assert called.stdout.endswith("frozen False\n")
