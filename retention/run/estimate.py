@@ -8,7 +8,8 @@ as fast as it may). The time can only come from experience: every run
 records per rule the rows it changed and the seconds its batches took
 (``batch_seconds``, pauses and replica waits left out); the most recent run of the
 rule that changed rows, among the last ``LOOKBACK`` runs in the audit store, gives
-``rows_per_second`` and ``rate_from`` (its run id). Then
+``rows_per_second`` and ``rate_from`` (its run id), if its ``retention_runs`` row agrees
+with its chained entries (an edited row gives no rate: unknown). Then
 
     expected_seconds = due / rows_per_second + pause_between_batches * (batches - 1)
 
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from retention.audit import covered
 from retention.audit.store import AuditStore
 from retention.plan import Plan
 from retention.run import sizing
@@ -56,7 +58,9 @@ def measured_rates(store: AuditStore | None, policy: str, rules: Iterable[str]
                 found[name] = Rate(rows / seconds, str(run["run_id"]))
         if wanted <= set(found):
             break
-    return found
+    vouched = {run_id: covered.run_problem(store, run_id) is None
+               for run_id in {rate.run_id for rate in found.values()}}
+    return {name: rate for name, rate in found.items() if vouched[rate.run_id]}
 
 
 def forecast(plan: Plan, due: int, rate: Rate | None, max_runtime: float | None

@@ -318,6 +318,32 @@ def test_editing_a_run_record_fails_verify_and_last_runs(
         store.close()
 
 
+def test_status_names_an_edited_run_record_and_a_dry_run_takes_no_rate_from_it(
+        setup: tuple[Policy, str, str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """``status`` and the dry-run forecast read ``retention_runs``; an edited row is not
+    shown as the last run without an error, nor used for the expected time."""
+    policy, _, audit, _ = setup
+    outcome = engine.run(policy, AS_OF)
+    code, out = retention(capsys, "status", str(policy.path), "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["rules"][0]["last_run"]["run_id"] == outcome.run_id
+    forecast = engine.run(policy, LATER, dry_run=True).rules[0].estimate
+    assert forecast is not None and forecast["rate_from"] == outcome.run_id
+
+    execute(audit, "UPDATE retention_runs SET summary = REPLACE(summary, "
+                   "'\"batch_seconds\": ', '\"batch_seconds\": 1000')")
+    chain_alone_says_intact(audit)
+    code, out = retention(capsys, "status", str(policy.path), "--format", "json")
+    assert code == 1
+    (rule,) = json.loads(out)["rules"]
+    assert rule["error"] == (
+        f"last run {outcome.run_id} in retention_runs does not match the audit chain: "
+        "differs in summary (see 'retention audit verify')")
+    forecast = engine.run(policy, LATER, dry_run=True).rules[0].estimate
+    assert forecast is not None
+    assert (forecast["rate_from"], forecast["expected_seconds"]) == (None, None)
+
+
 def test_last_runs_gives_each_rules_last_enforced_run(
         setup: tuple[Policy, str, str, Path]) -> None:
     policy, _, audit, _ = setup
