@@ -33,6 +33,8 @@ ONE_MICROSECOND = dt.timedelta(microseconds=1)
 BEFORE_EVERY_EVENT = dt.datetime(1, 1, 1, 23, 59, 59, 999999, tzinfo=dt.UTC)
 _ONE_DAY = dt.timedelta(days=1)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST = dt.datetime.min.replace(tzinfo=UTC)  # the ends of what datetime can hold
+_LAST = dt.datetime.max.replace(tzinfo=UTC)
 _FALL_BACK_WINDOW = dt.timedelta(hours=3)  # longer than any clock change on record
 
 
@@ -62,8 +64,11 @@ def local_date(instant: dt.datetime, tz: dt.tzinfo) -> dt.date:
     """
     instant = aware(instant)
     day = instant.astimezone(tz).date()
-    earlier = instant - _FALL_BACK_WINDOW
-    high = earlier.astimezone(tz).utcoffset()
+    try:
+        earlier = instant - _FALL_BACK_WINDOW
+        high = earlier.astimezone(tz).utcoffset()
+    except OverflowError:  # the first hours of the calendar: no clock change to look back on
+        return day
     if high is None or instant.astimezone(tz).utcoffset() == high:
         return day
     lo, hi = _micros(earlier), _micros(instant)  # find the last instant before the change
@@ -84,16 +89,34 @@ def first_instant(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
     midnight, so days that start at 01:00 (a DST gap at midnight) or twice are
     handled without special cases.
     """
-    naive_midnight = dt.datetime.combine(day, dt.time(0))
-    lo = _micros(naive_midnight.replace(tzinfo=UTC) - 2 * _ONE_DAY)  # local date < day
-    hi = _micros(naive_midnight.replace(tzinfo=UTC) + 2 * _ONE_DAY)  # local date >= day
+    midnight = dt.datetime.combine(day, dt.time(0), tzinfo=UTC)
+    lo = _micros(_moved(midnight, -2 * _ONE_DAY))  # local date < day
+    hi = _micros(_moved(midnight, 2 * _ONE_DAY))  # local date >= day
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if local_date(_instant(mid), tz) >= day:
+        if _local_date_reached(_instant(mid), day, tz):
             hi = mid
         else:
             lo = mid
     return _instant(hi)
+
+
+def _moved(instant: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """``instant + delta``, held at the first or last instant datetime can hold."""
+    try:
+        return instant + delta
+    except OverflowError:
+        return _FIRST if delta < dt.timedelta(0) else _LAST
+
+
+def _local_date_reached(instant: dt.datetime, day: dt.date, tz: dt.tzinfo) -> bool:
+    """Whether the local date of ``instant`` is ``day`` or later. Near the ends of the
+    calendar the local date may lie before year 1 (a zone behind UTC on Jan 1, year 1)
+    or after 9999: earlier, respectively later, than every date."""
+    try:
+        return local_date(instant, tz) >= day
+    except OverflowError:
+        return instant.year > 1
 
 
 def add_spans(day: dt.date, retain: Retain) -> dt.date:
@@ -160,8 +183,11 @@ def naive_local_bound(cut: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
     """
     cut = aware(cut)
     wall = as_local_naive(cut, tz)
-    earlier = cut - _FALL_BACK_WINDOW
-    before = earlier.astimezone(tz).utcoffset()
+    try:
+        earlier = cut - _FALL_BACK_WINDOW
+        before = earlier.astimezone(tz).utcoffset()
+    except OverflowError:  # the first hours of the calendar (as in local_date)
+        return wall
     if before is None or cut.astimezone(tz).utcoffset() == before:
         return wall
     lo, hi = _micros(earlier), _micros(cut)  # the last instant with the earlier offset
@@ -218,11 +244,15 @@ def first_wall_instant(wall: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
 
     For a wall time that does not exist (a DST gap) this is the end of the gap.
     """
-    lo = _micros(wall.replace(tzinfo=UTC) - 2 * _ONE_DAY)
-    hi = _micros(wall.replace(tzinfo=UTC) + 2 * _ONE_DAY)
+    lo = _micros(_moved(wall.replace(tzinfo=UTC), -2 * _ONE_DAY))
+    hi = _micros(_moved(wall.replace(tzinfo=UTC), 2 * _ONE_DAY))
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _instant(mid).astimezone(tz).replace(tzinfo=None) >= wall:
+        try:
+            reached = _instant(mid).astimezone(tz).replace(tzinfo=None) >= wall
+        except OverflowError:  # a wall clock before year 1 or after 9999 (see above)
+            reached = _instant(mid).year > 1
+        if reached:
             hi = mid
         else:
             lo = mid

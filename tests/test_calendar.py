@@ -585,3 +585,32 @@ def test_naive_local_bound_selects_exactly_the_walls_read_at_or_before_the_cutof
     wall = (calendar.as_local_naive(cut, tz) + offset).replace(tzinfo=None)
     read = calendar.from_local_naive(wall, tz)
     assert (wall <= calendar.naive_local_bound(cut, tz)) == (read <= cut)
+
+
+# ------------------------------------------------------------ the first days of the calendar
+
+EARLY_ZONES = ["Pacific/Kiritimati", "Asia/Kolkata", "Etc/GMT+12", "Etc/GMT-14", "UTC"]
+FIRST_EVENT = dt.datetime(1, 1, 2, tzinfo=UTC)  # the first event instant retention reads
+
+
+@SMALLER
+@given(cases, st.sampled_from(EARLY_ZONES), st.integers(0, 40 * 86400 * 10**6),
+       st.integers(0, 80 * 86400 * 10**6))
+def test_in_the_first_days_of_the_calendar_the_cutoff_is_still_exact(
+        case: Case, name: str, event_us: int, now_us: int) -> None:
+    """Where a zone's local time in year 1 lies before the calendar (a zone behind UTC on
+    January 1, year 1; their local mean time offsets), ``event <= cutoff(now)`` still holds
+    exactly when ``due_at(event) <= now``; a cutoff before year 1 means nothing is due.
+    (A report as of 0001-01-05 in Pacific/Kiritimati once counted 0 of 2 due events.)"""
+    tz, retain = calendar.zone(name), case.retain
+    event = FIRST_EVENT + event_us * US
+    now = dt.datetime(1, 1, 3, tzinfo=UTC) + now_us * US
+    due = calendar.due_at(event, retain, tz)
+    try:
+        cut = calendar.cutoff(now, retain, tz)
+    except (OverflowError, ValueError):  # the real cutoff lies before year 1
+        assert due > now
+        return
+    assert (event <= cut) == (due <= now)
+    assert calendar.local_date(calendar.first_instant(calendar.local_date(event, tz), tz),
+                               tz) == calendar.local_date(event, tz)
