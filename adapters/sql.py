@@ -8,7 +8,8 @@ Database differences live here, keyed on the dialect name:
   bound as naive UTC there and MariaDB sessions run with ``time_zone = '+00:00'``.
 * ``DELETE ... RETURNING`` is used where the dialect has it (SQLite >= 3.35,
   PostgreSQL, MariaDB); elsewhere the locked selection is deleted and the row
-  count must match it.
+  count must match it. The shapes of a batch live in :mod:`sql_batch`, what a
+  reflected column holds in :mod:`sql_types`.
 * Commit markers (``retention_batch_marks``, :mod:`sql_marks`): a batch given an
   id that changes rows writes a row there in its own transaction, so whether it
   committed can be proven later. Replay's checks and deletes live in :mod:`sql_replay`.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import re
 import warnings
 from collections.abc import Sequence
@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 from retention.adapters import (
-    anonymize,
+    sql_batch,
+    sql_counts,
     sql_events,
     sql_foreign_keys,
     sql_partitions,
     sql_replay,
+    sql_types,
 )
 from retention.adapters import sql_statements as q
 from retention.adapters.protocol import (
@@ -41,7 +42,6 @@ from retention.adapters.protocol import (
     BatchHook,
     DueCount,
     Recorded,
-    Removed,
     Replayed,
     ReplicaLag,
 )
@@ -53,23 +53,16 @@ from sqlalchemy.exc import NoSuchTableError, SAWarning
 from retention.db import create_engine, safe_url, writing
 from retention.errors import SourceError
 from retention.plan import (
-    ChildPlan,
     ColumnInfo,
-    ColumnKind,
     ForeignKeyInfo,
     Plan,
-    Predicate,
     TableInfo,
 )
 from retention.policy.rules import Source
 from retention.stored import StoredForms
 
-log = structlog.get_logger("retention.adapters.sql")
-
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
 _GROUP_CONCAT_MAX = 1 << 32  # bytes: more than max_allowed_packet lets a result hold
-# Key column types whose values PostgreSQL's JSON gives as the audit log writes them.
-_JSON_KEYS = (sa.Integer, sa.String, sa.Uuid)
 # A column type SQLAlchemy does not know reflects as NullType with a warning on stderr;
 # retention names such types itself where they matter (SqlAdapter._declared_types).
 warnings.filterwarnings("ignore", message="Did not recognize type", category=SAWarning)
@@ -82,69 +75,6 @@ def _match(table: Table, keys: list[dict[str, Any]]) -> tuple[list[str], list[An
     if len(cols) == 1:
         return names, cols, cols[0].in_([k[names[0]] for k in keys])
     return names, cols, sa.tuple_(*cols).in_([tuple(k[n] for n in names) for k in keys])
-
-
-def _python_type(kind: Any) -> type | None:
-    try:
-        found = kind.python_type
-    except NotImplementedError:
-        return None
-    return found if isinstance(found, type) else None
-
-
-_MYSQL_INT_BITS = {"TINYINT": 8, "SMALLINT": 16, "MEDIUMINT": 24, "INTEGER": 32, "INT": 32,
-                   "BIGINT": 64}
-
-
-def _int_bits(kind: Any, dialect: str) -> int:
-    """How many bits an integer column stores on this database."""
-    if dialect == "sqlite":
-        return 64  # SQLite stores every integer in up to 8 bytes, whatever the declared type
-    if dialect in ("mysql", "mariadb"):
-        return _MYSQL_INT_BITS.get(type(kind).__name__, 64)
-    if isinstance(kind, sa.SmallInteger):
-        return 16
-    return 64 if isinstance(kind, sa.BigInteger) else 32
-
-
-def _domain(kind: Any, dialect: str) -> dict[str, Any]:
-    """The ``ColumnInfo`` fields that say which values the column compares with."""
-    if isinstance(kind, sa.Boolean):
-        return {"kind": ColumnKind.BOOLEAN}
-    if isinstance(kind, sa.Integer):
-        bits = _int_bits(kind, dialect)
-        low, high = (0, 2**bits - 1) if getattr(kind, "unsigned", False) else (
-            -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-        if dialect in ("mysql", "mariadb") and getattr(kind, "display_width", None) == 1 \
-                and type(kind).__name__ == "TINYINT":  # how MySQL spells BOOLEAN
-            return {"kind": ColumnKind.BOOLEAN, "low": low, "high": high}
-        return {"kind": ColumnKind.INTEGER, "low": low, "high": high}
-    if isinstance(kind, sa.Float):
-        return {"kind": ColumnKind.FLOAT}
-    if isinstance(kind, sa.Numeric):
-        precision, scale = kind.precision, kind.scale or 0
-        if precision is None:
-            return {"kind": ColumnKind.NUMERIC}
-        largest = float(10 ** (precision - scale)) - 10.0**-scale
-        return {"kind": ColumnKind.NUMERIC, "low": -largest, "high": largest}
-    if isinstance(kind, sa.Enum):
-        return {"kind": ColumnKind.ENUM, "enums": tuple(str(e) for e in kind.enums)}
-    if isinstance(kind, sa.String) and type(kind).__name__ != "SET":
-        return {"kind": ColumnKind.TEXT, "length": kind.length}
-    if isinstance(kind, sa.DateTime):
-        return {"kind": ColumnKind.TIMESTAMP}
-    if isinstance(kind, sa.Date):
-        return {"kind": ColumnKind.DATE}
-    return {}
-
-
-def _checked(removed: Removed) -> Removed:
-    """``removed`` when its JSON arrays are whole, each with one value per record (an
-    aggregate the server cut short must never become an audit entry)."""
-    if len(json.loads(removed.keys)) != removed.count or \
-            len(json.loads(removed.events)) != removed.count:
-        raise RuntimeError(f"{removed.table}: the batch's keys came back incomplete; rolled back")
-    return removed
 
 
 def _missing_file(engine: sa.Engine) -> str | None:
@@ -216,32 +146,17 @@ class SqlAdapter:
         except NoSuchTableError:
             return None
         unknown = {c.name for c in reflected.columns if isinstance(c.type, sa.types.NullType)}
-        names = self._declared_types(table) if unknown else {}
+        names: dict[str, str] = {}
+        if unknown:
+            with self.engine.connect() as conn:
+                names = sql_types.declared_types(conn, self.dialect, table, self.schema)
         columns = {c.name: ColumnInfo(c.name, names.get(c.name, str(c.type)),
-                                      self._temporal(c.type),
+                                      sql_types.temporal(c.type, self.dialect),
                                       bool(c.nullable), isinstance(c.type, sa.String),
-                                      _python_type(c.type), **_domain(c.type, self.dialect))
+                                      sql_types.python_type(c.type),
+                                      **sql_types.domain(c.type, self.dialect))
                    for c in reflected.columns}
         return TableInfo(table, columns, tuple(c.name for c in reflected.primary_key.columns))
-
-    def _declared_types(self, table: str) -> dict[str, str]:
-        """Column -> type name as the database declares it, for the types SQLAlchemy does not
-        know (MariaDB's INET6, an extension's type): messages name them, not 'NULL'."""
-        if self.dialect == "postgresql":
-            stmt = sa.text("SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
-                           "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                           "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = :t "
-                           "AND n.nspname = COALESCE(:s, current_schema()) AND a.attnum > 0")
-        elif self.dialect in ("mysql", "mariadb"):
-            stmt = sa.text("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
-                           "WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t")
-        elif self.dialect == "sqlite":
-            stmt = sa.text("SELECT name, type FROM pragma_table_info(:t, COALESCE(:s, 'main'))")
-        else:
-            return {}
-        with self.engine.connect() as conn:
-            return {str(name): str(kind).upper()
-                    for name, kind in conn.execute(stmt, {"t": table, "s": self.schema})}
 
     def tables(self) -> list[str]:
         return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))
@@ -302,17 +217,6 @@ class SqlAdapter:
                                                      naive_zone, date_zone)
         return self._forms[key]
 
-    def _temporal(self, kind: Any) -> str | None:
-        if isinstance(kind, sa.DateTime):
-            if self.dialect == "postgresql":
-                return "aware" if kind.timezone else "naive"
-            if self.dialect in ("mysql", "mariadb") and type(kind).__name__ == "TIMESTAMP":
-                return "aware"  # stored in UTC; the session time zone is UTC
-            return "naive"
-        if isinstance(kind, sa.Date):
-            return "date"
-        return None
-
     # -- reading ------------------------------------------------------------------
 
     # count(children=False) leaves the declared children out (a run counts them batch by
@@ -321,14 +225,14 @@ class SqlAdapter:
 
     def count(self, plan: Plan, ahead: Sequence[Plan] = (), children: bool = True
               ) -> DueCount:
-        """One scan of the rule's table for all its figures (:func:`q.tally`), then one
+        """One scan of the rule's table for all its figures (:func:`sql_counts.tally`), then one
         statement per declared child (unless ``children`` is False: then none)."""
         table = self.table(plan.table)
         with self.engine.connect() as conn:
-            found = conn.execute(q.tally(table, plan, self.dialect, ahead)).one()._mapping
+            found = conn.execute(sql_counts.tally(table, plan, self.dialect, ahead)).one()._mapping
             counted = {
                 child.table: conn.execute(
-                    q.count_children(table, self.table(child.table), child.key, plan,
+                    sql_counts.count_children(table, self.table(child.table), child.key, plan,
                                      self.dialect)
                 ).scalar_one()
                 for child in plan.children if children
@@ -338,7 +242,7 @@ class SqlAdapter:
             oldest_due_event=sql_events.oldest_instant(plan, found["oldest"]),
             children=counted,
             blocked={name: int(found[f"blocked_{i}"])
-                     for i, name in enumerate(q.blocking_tables(plan))},
+                     for i, name in enumerate(sql_counts.blocking_tables(plan))},
             unreadable=int(found["unreadable"]),
             due_ahead=tuple(int(found[f"due_ahead_{i}"]) for i in range(len(ahead))),
         )
@@ -375,7 +279,7 @@ class SqlAdapter:
             shown += [q.select_batch(table, plan, self.dialect, None, lock=True),
                       table.update().where(q.key_of(table, plan) == sa.bindparam("key"))
                       .values(values)]
-        elif self._one_statement(plan):
+        elif sql_batch.one_statement(self, plan):
             shown.append(q.delete_batch(table, plan, None,
                                         [(c, self.table(c.table)) for c in plan.children]))
         else:
@@ -409,182 +313,14 @@ class SqlAdapter:
 
     def _run_batch(self, plan: Plan, after: tuple[Any, ...] | None, hook: BatchHook,
                    batch_id: str | None) -> Batch:
-        table = self.table(plan.table)
+        self.table(plan.table)  # reflected (once) before the write transaction begins
         with writing(self.engine) as conn:
             self._timeouts(conn, plan)
-            if plan.action.columns:
-                batch = self._anonymize(conn, table, plan, after)
-            elif self._one_statement(plan):
-                batch = self._delete_at_once(conn, table, plan, after)
-            elif self._aggregated(plan):
-                batch = self._delete_aggregated(conn, table, plan, after)
-            else:
-                batch = self._delete(conn, table, plan, after)
+            batch = sql_batch.run(self, conn, plan, after)
             if batch_id is not None and batch.changed:
                 self.marks.write(conn, batch_id)
             hook(batch, conn)
         return batch
-
-    def _one_statement(self, plan: Plan) -> bool:
-        """Whether a batch of ``plan`` runs as one statement (PostgreSQL, :func:`q.delete_batch`):
-        a single-column key and key columns whose JSON is what the audit log has always
-        written for them (integers, text, UUIDs), no child table that is the rule's own."""
-        if self.dialect != "postgresql" or len(plan.primary_key) != 1:
-            return False
-        tables = [(plan.table, plan.primary_key)] + [(c.table, c.primary_key)
-                                                     for c in plan.children]
-        if any(c.table == plan.table for c in plan.children):
-            return False
-        return all(isinstance(self.table(name).c[col].type, _JSON_KEYS)
-                   for name, columns in tables for col in columns)
-
-    def _aggregated(self, plan: Plan) -> bool:
-        """Whether the database builds a batch's JSON arrays itself (MariaDB >= 10.5,
-        ``JSON_ARRAYAGG``): integer keys and a date or time event column, so that no
-        row passes through the driver."""
-        version = self.engine.dialect.server_version_info or ()
-        if not (getattr(self.engine.dialect, "is_mariadb", False) and version >= (10, 5)):
-            return False
-        if not self.use_returning:  # a server like MySQL or MariaDB < 10.5 (see above)
-            return False
-        if plan.predicate is not Predicate.RANGE or len(plan.primary_key) != 1:
-            return False
-        if any(c.table == plan.table or len(c.primary_key) != 1 for c in plan.children):
-            return False
-        return all(isinstance(self.table(name).c[col].type, sa.Integer)
-                   for name, col in [(plan.table, plan.primary_key[0])]
-                   + [(c.table, c.primary_key[0]) for c in plan.children])
-
-    def _delete_aggregated(self, conn: Connection, table: Table, plan: Plan,
-                           after: tuple[Any, ...] | None) -> Batch:
-        """MariaDB: lock the batch and its children and read them as JSON arrays, then
-        delete children and parents by key range; every count must match."""
-        count, last, keys, events = conn.execute(
-            q.locked_batch_json(table, plan, self.dialect, after)).one()
-        if not count:
-            return Batch((), 0, after)
-        upto = (last,)
-        removed = [_checked(Removed(plan.table, "delete", plan.primary_key, int(count), keys,
-                                    events))]
-        for child in plan.children:
-            ct = self.table(child.table)
-            found, child_keys, child_events = conn.execute(
-                q.children_json(table, ct, child, plan, self.dialect, after, upto)).one()
-            deleted = conn.execute(ct.delete().where(q.children_in_range(
-                table, ct, child.key, plan, self.dialect, after, upto))).rowcount
-            if deleted != found:
-                raise RuntimeError(f"{child.table}: deleted {deleted} rows of {found} locked; "
-                                   "rolled back")
-            if found:
-                removed.append(_checked(Removed(child.table, "delete", child.primary_key,
-                                                int(found), child_keys, child_events)))
-        deleted = conn.execute(q.delete_range(table, plan, self.dialect, after, upto)).rowcount
-        if deleted != count:
-            raise RuntimeError(f"{plan.table}: deleted {deleted} rows of {count} locked; "
-                               "rolled back")
-        return Batch((), int(count), upto, tuple(removed))
-
-    def _delete_at_once(self, conn: Connection, table: Table, plan: Plan,
-                        after: tuple[Any, ...] | None) -> Batch:
-        children = [(c, self.table(c.table)) for c in plan.children]
-        row = conn.execute(q.delete_batch(table, plan, after, children)).one()
-        scanned, last = int(row[0]), row[1]
-        if not scanned:
-            return Batch((), 0, after)
-        removed = []
-        names = [(plan.table, plan.primary_key)] + [(c.table, c.primary_key)
-                                                    for c in plan.children]
-        for i, (name, columns) in enumerate(names):
-            count, keys, events = row[2 + 3 * i:5 + 3 * i]
-            if count:
-                removed.append(Removed(name, "delete", columns, int(count), keys, events))
-        return Batch((), scanned, (last,), tuple(removed))
-
-    def _delete(self, conn: Connection, table: Table, plan: Plan,
-                after: tuple[Any, ...] | None) -> Batch:
-        """Select and lock the batch, then delete its children and it by key range."""
-        rows = conn.execute(q.select_batch(table, plan, self.dialect, after, lock=True)).all()
-        if not rows:
-            return Batch((), 0, after)
-        width = len(plan.primary_key)
-        last = tuple(rows[-1][:width])
-        removed = [Removed.of(plan.table, "delete", plan.primary_key, rows,
-                              [r[width] for r in rows])]
-        events = {r[0]: r[width] for r in rows} if plan.children else {}
-        for child in plan.children:
-            removed.append(self._delete_children(conn, table, plan, child, after, last, events))
-        deleted = conn.execute(q.delete_range(table, plan, self.dialect, after, last)).rowcount
-        if deleted != len(rows):
-            raise RuntimeError(f"{plan.table}: deleted {deleted} rows of {len(rows)} locked; "
-                               "rolled back")
-        return Batch((), len(rows), last, tuple(r for r in removed if r.count))
-
-    def _delete_children(self, conn: Connection, table: Table, plan: Plan, child: ChildPlan,
-                         after: tuple[Any, ...] | None, last: tuple[Any, ...],
-                         events: dict[Any, Any]) -> Removed:
-        ct = self.table(child.table)
-        pk = [ct.c[n] for n in child.primary_key]
-        fk = ct.c[child.key]
-        where = q.children_in_range(table, ct, child.key, plan, self.dialect, after, last)
-        if self.supports_returning:
-            rows = conn.execute(ct.delete().where(where).returning(*pk, fk)).all()
-        else:
-            lock = select(*pk, fk).where(where)
-            rows = conn.execute(lock if self.dialect == "sqlite" else lock.with_for_update()
-                                ).all()
-            deleted = conn.execute(ct.delete().where(where)).rowcount
-            if deleted != len(rows):
-                raise RuntimeError(f"{child.table}: deleted {deleted} rows of {len(rows)} "
-                                   "locked; rolled back")
-        width = len(pk)
-        rows = sorted(rows, key=lambda r: tuple(r[:width]))
-        return Removed.of(child.table, "delete", child.primary_key, rows,
-                          [events[r[width]] for r in rows])
-
-    def _anonymize(self, conn: Connection, table: Table, plan: Plan,
-                   after: tuple[Any, ...] | None) -> Batch:
-        rows = conn.execute(q.select_batch(table, plan, self.dialect, after, lock=True)).all()
-        if not rows:
-            return Batch((), 0, after)
-        width = len(plan.primary_key)
-        keys, events = self._anonymize_rows(conn, table, plan, rows, width)
-        changed = Removed.of(plan.table, "anonymize", plan.primary_key, keys, events)
-        return Batch((), len(rows), tuple(rows[-1][:width]),
-                     (changed,) if changed.count else ())
-
-    def _anonymize_rows(self, conn: Connection, table: Table, plan: Plan, rows: Sequence[Any],
-                        width: int) -> tuple[list[tuple[Any, ...]], list[Any]]:
-        """Anonymize the locked ``rows`` (key, event value, the action's columns); the keys
-        and stored event values of the rows changed."""
-        keys: list[tuple[Any, ...]] = []
-        events: list[Any] = []
-        updates: list[dict[str, Any]] = []
-        not_null = [not table.c[a.column].nullable for a in plan.action.columns]
-        for row in rows:
-            old = row[width + 1:]
-            new = [anonymize.apply(a, v, nn)
-                   for a, v, nn in zip(plan.action.columns, old, not_null, strict=True)]
-            key = tuple(row[:width])
-            if all(anonymize.same(o, n) for o, n in zip(old, new, strict=True)):
-                # The pending predicate selected it, so SQL and the strategies disagree
-                # on what is anonymized: a bug. Say so (the row stays due) instead of
-                # writing the same value or failing the whole rule.
-                log.warning("row_not_changed", table=plan.table,
-                            key=dict(zip(plan.primary_key, key, strict=True)),
-                            columns=[a.column for a in plan.action.columns])
-                continue
-            params = {f"k_{n}": v for n, v in zip(plan.primary_key, key, strict=True)}
-            params.update({f"v_{a.column}": v for a, v in zip(plan.action.columns, new,
-                                                                strict=True)})
-            updates.append(params)
-            keys.append(key)
-            events.append(row[width])
-        if updates:
-            stmt = table.update().where(
-                *(table.c[n] == sa.bindparam(f"k_{n}") for n in plan.primary_key)
-            ).values({a.column: sa.bindparam(f"v_{a.column}") for a in plan.action.columns})
-            conn.execute(stmt, updates)
-        return keys, events
 
     # -- whole partitions (sql_partitions) -------------------------------------------
 
@@ -635,7 +371,7 @@ class SqlAdapter:
                 if plan.action.columns:  # anonymize the chosen rows again, still pending
                     table = self.table(plan.table)
                     names = plan.primary_key
-                    keys, events = self._anonymize_rows(conn, table, plan, sql_replay.pending(
+                    keys, events = sql_batch.anonymize_rows(conn, table, plan, sql_replay.pending(
                         conn, table, self.dialect, plan, found), len(names))
                     rows = tuple(AffectedRow(plan.table, dict(zip(names, k, strict=True)),
                                              "anonymize", plan.event_instant(e),

@@ -116,7 +116,7 @@ def compare(table: Table, plan: Plan, dialect: str,
     """The event column is at or before the cutoff and readable.
 
     ``is_readable``: :func:`readable` as the statement computed it already (once per
-    row for many comparisons, see ``sql_statements.tally``); not for ``parsed``.
+    row for many comparisons, see ``sql_counts.tally``); not for ``parsed``.
     """
     col = table.c[plan.event_column]
     if plan.predicate is Predicate.PARSED:

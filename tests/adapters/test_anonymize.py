@@ -366,10 +366,10 @@ def test_a_not_null_address_column_like_wordpress_gets_empty_text_for_junk(
 def test_a_selected_row_the_strategy_would_leave_alone_is_logged_not_skipped_silently(
         sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If SQL and the strategies ever disagree, the row stays due and a warning names it."""
-    from retention.adapters import sql as sql_adapter
+    from retention.adapters import sql_batch
 
     monkeypatch.setenv("TEST_HASH_KEY", "k3y")
-    monkeypatch.setattr(sql_adapter.anonymize, "apply", lambda action, value, nn=False: value)
+    monkeypatch.setattr(sql_batch.anonymize, "apply", lambda action, value, nn=False: value)
     _users(sqlite_url, old=2, new=0)
     policy = _policy(tmp_path, sqlite_url, HASH_RULE)
     before = snapshot(sqlite_url)

@@ -1,6 +1,6 @@
 """One scan per rule: ``SqlAdapter.count`` gives exactly the figures of the separate statements.
 
-``count`` reads a rule's table once (``sql_statements.tally``: every figure a
+``count`` reads a rule's table once (``sql_counts.tally``: every figure a
 ``count(CASE WHEN ... THEN 1 END)``) instead of one statement per figure and per
 look-ahead plan. Its answer must be what the one-figure statements (``count_due``,
 ``count_held``, ``count_unreadable``, ``count_blocked``, ``count(*)``, and
@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from retention.adapters import sql_statements as q
+from retention.adapters import sql_counts as q
 from retention.adapters.protocol import DueCount
 from retention.adapters.sql import SqlAdapter
 from sqlalchemy.dialects import mysql
