@@ -17,11 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from retention import calendar, secrets, urls
-from retention.errors import PhraseError, PolicyError, Problem, RetentionError
+from retention import calendar
+from retention.errors import PhraseError, PolicyError, Problem
 from retention.period import Retain
 from retention.policy import duration, yamlfile
+from retention.policy import parts as _parts
 from retention.policy import schedule as schedules
+from retention.policy import sources as _sources
 from retention.policy.needs import Need, Unset, unset_in
 from retention.policy.parts import Collector as _Collector
 from retention.policy.parts import action as _action
@@ -58,7 +60,6 @@ from retention.stored import EVENT_FORMATS
 
 DEFAULT_AUDIT_URL = "sqlite:///retention-audit.db"  # the embedded audit store
 DEFAULT_TIMEZONE = "UTC"  # calendar of a policy that names none
-MAX_REPLICAS = 64  # replicas watched per source: each is asked before every batch
 FILES_TABLE = "files"  # the one table of a files source (adapters/files.py)
 
 _TOP_KEYS = {"policy", "version", "timezone", "sources", "audit", "defaults", "rules", "ignore",
@@ -68,9 +69,6 @@ _RULE_KEYS = {"source", "table", "retain", "events", "where", "children", "actio
               "lock_timeout", "statement_timeout", "event_format", "pause_between_batches",
               "max_runtime", "max_replica_lag", "batch_seconds", "drop_partitions"}
 _AUDIT_KEYS = {"url", "checkpoints", "public_key"}  # checkpoints: retention.audit.checkpoints
-_SOURCE_KEYS = {"adapter", "url", "path", "naive_timestamps", "schema", "pattern", "description",
-                "replicas", "max_replica_lag", "include", "exclude", "archive_to"}
-_REPLICA_BACKENDS = ("mysql", "mariadb")  # whose replicas report lag on their own connections
 
 
 
@@ -173,7 +171,7 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
     except ValueError as exc:
         out.add(tree.line_of("timezone"), None, str(exc))
 
-    sources = _sources(tree.get("sources"), tree.line_of("sources"), out)
+    sources = _sources.read(tree.get("sources"), tree.line_of("sources"), out)
     audit = tree.get("audit")
     audit_url: str | Unset = DEFAULT_AUDIT_URL
     proof: dict[str, str | Unset | None] = {}
@@ -189,7 +187,7 @@ def _policy(tree: yamlfile.LineDict, out: _Collector, sha256: str) -> Policy | N
             out.unset.extend(unset_in([audit_url]))
         else:
             audit_url = str(audit.get("url") or DEFAULT_AUDIT_URL)
-            _check_url(audit_url, audit.line_of("url"), "audit: url", True, out)
+            _sources.check_url(audit_url, audit.line_of("url"), "audit: url", True, out)
     else:
         out.add(tree.line_of("audit"), None, "'audit' must be a mapping with 'url'")
 
@@ -248,108 +246,6 @@ def _audit_proof(audit: yamlfile.LineDict, out: _Collector) -> dict[str, str | U
     return found
 
 
-def _sources(tree: Any, line: int, out: _Collector) -> dict[str, Source]:
-    sources: dict[str, Source] = {}
-    if not isinstance(tree, yamlfile.LineDict) or not tree:
-        out.add(line, None, "'sources' must name at least one source")
-        return sources
-    for name, body in tree.items():
-        at = tree.line_of(name)
-        if not isinstance(body, yamlfile.LineDict):
-            out.add(at, None, f"source {name!r} must be a mapping with 'adapter'")
-            continue
-        for key in body:
-            if key not in _SOURCE_KEYS:
-                out.add(body.line_of(key), None, f"unknown key {key!r} in source {name!r}")
-        adapter = body.get("adapter")
-        if not isinstance(adapter, str):
-            out.add(at, None, f"source {name!r} needs 'adapter' (sql, files, ...)")
-            continue
-        if body.get("naive_timestamps", "utc") not in ("utc", "local"):
-            out.add(body.line_of("naive_timestamps"), None,
-                    "'naive_timestamps' must be 'utc' or 'local'")
-        if isinstance(body.get("url"), str) and body["url"]:
-            _check_url(body["url"], body.line_of("url"), f"source {name!r}: url",
-                       adapter == "sql", out)
-        _replicas(str(name), body, adapter, out)
-        lag = body.get("max_replica_lag")
-        if "max_replica_lag" in body and not _lag_fits(lag):
-            out.add(body.line_of("max_replica_lag"), None,
-                    f"source {name!r}: 'max_replica_lag' must be seconds between "
-                    f"{MIN_REPLICA_LAG} and {MAX_REPLICA_LAG}, got {_shown(lag)}")
-        options = {k: v for k, v in body.items() if k != "adapter"}
-        out.unset.extend(unset_in(options.values()))
-        sources[str(name)] = Source(str(name), adapter, options, at, dict(body.lines))
-    return sources
-
-
-def _backend(url: Any) -> str | None:
-    """The database a URL names (``postgresql``, ``mariadb``, ...), or None if it is no URL."""
-    try:
-        return urls.parse(url).get_backend_name() if isinstance(url, str) and url else None
-    except RetentionError:
-        return None
-
-
-def _replicas(name: str, body: yamlfile.LineDict, adapter: str, out: _Collector) -> None:
-    """A source's ``replicas``: MariaDB/MySQL URLs, checked (and masked) like its ``url``."""
-    if "replicas" not in body:
-        return
-    found, line = body["replicas"], body.line_of("replicas")
-    where = f"source {name!r}: replicas"
-    if not isinstance(found, yamlfile.LineList) or not found:
-        out.add(line, None, f"{where} must be a list of MariaDB/MySQL URLs")
-        return
-    if len(found) > MAX_REPLICAS:
-        out.add(line, None, f"{where}: {len(found)} replicas, more than {MAX_REPLICAS}")
-        return
-    backend = _backend(body.get("url"))
-    if adapter != "sql" or (backend is not None and backend not in _REPLICA_BACKENDS):
-        why = ("PostgreSQL reports its replicas' lag on the primary (pg_stat_replication), "
-               "so it needs no list" if backend == "postgresql" else
-               "only MariaDB/MySQL sources list their replicas")
-        out.add(line, None, f"{where}: {why}")
-        return
-    for i, url in enumerate(found):
-        at = found.lines[i]
-        if isinstance(url, Unset):  # a command that does not connect to it
-            continue
-        if not isinstance(url, str) or not url:
-            out.add(at, None, f"{where}[{i}] must be a MariaDB/MySQL URL")
-            continue
-        _check_url(url, at, f"{where}[{i}]", True, out)
-        if urls.problem(url) is None and _backend(url) not in _REPLICA_BACKENDS:
-            out.add(at, None, f"{where}[{i}] must be a MariaDB/MySQL URL "
-                    "(mysql://, mariadb://, with a driver if you like)")
-
-
-def _lag_unreadable(source: Source) -> str | None:
-    """Why ``source`` cannot tell its replicas' lag, or None (another adapter: asked later)."""
-    if source.adapter != "sql":
-        return None
-    backend = _backend(source.options.get("url"))
-    if backend == "sqlite":
-        return f"max_replica_lag: source {source.name!r} is SQLite, which has no replicas"
-    if backend in _REPLICA_BACKENDS and not source.options.get("replicas"):
-        return (f"max_replica_lag: MariaDB/MySQL replicas report their lag on their own "
-                f"connections; list them under source {source.name!r} as 'replicas: [URL, ...]'")
-    return None
-
-
-def _check_url(url: str, line: int, what: str, database: bool, out: _Collector) -> None:
-    """Remember the URL's passwords; a URL that cannot be used is a problem, never echoed.
-
-    ``database``: the URL is opened with SQLAlchemy, so it must parse as one; other
-    adapters' URLs are only checked for an unencoded '@' that would misplace a password.
-    """
-    reason = urls.problem(url)
-    if reason in urls.AT_PROBLEMS or (reason is not None and database):
-        out.add(line, None, f"{what}: {reason}")
-        return  # nothing will open it
-    for secret in urls.secrets_in(url):
-        secrets.remember(secret)
-
-
 def _rule(
     name: str, body: Any, line: int, defaults: Mapping[str, Any],
     sources: Mapping[str, Source], out: _Collector, tz: str,
@@ -395,7 +291,7 @@ def _rule(
             retain = parse(str(phrase))
             _check_period(retain, tz)
         except PhraseError as exc:
-            out.add(at("retain"), name, f"retain: {exc.reason} in {_shown(exc.phrase)}")
+            out.add(at("retain"), name, f"retain: {exc.reason} in {_parts.shown(exc.phrase)}")
             retain = None
 
     events = merged.get("events") or {}
@@ -418,7 +314,7 @@ def _rule(
     try:
         schedules.parse(schedule_text)
     except PhraseError as exc:
-        out.add(at("schedule"), name, f"schedule: {exc.reason} in {_shown(exc.phrase)}")
+        out.add(at("schedule"), name, f"schedule: {exc.reason} in {_parts.shown(exc.phrase)}")
     lock_timeout = _number(merged, "lock_timeout", DEFAULT_LOCK_TIMEOUT, float, at, name, out,
                            low=MIN_TIMEOUT, high=MAX_LOCK_TIMEOUT)
     statement_timeout = _number(merged, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, float,
@@ -435,7 +331,7 @@ def _rule(
     drop_partitions = merged.get("drop_partitions", DEFAULT_DROP_PARTITIONS)
     if not isinstance(drop_partitions, bool):
         out.add(at("drop_partitions"), name, "'drop_partitions' must be true or false, got "
-                f"{_shown(drop_partitions)}")
+                f"{_parts.shown(drop_partitions)}")
     if len(out.problems) > before or retain is None:
         return None
     return Rule(
@@ -462,7 +358,7 @@ def _lag(name: str, body: Mapping[str, Any], merged: Mapping[str, Any], at: Any,
             and "max_replica_lag" in source.options:
         value = source.options["max_replica_lag"]  # checked with the source
         lines["max_replica_lag"] = source.lines.get("max_replica_lag", source.line)
-        if not _lag_fits(value):
+        if not _sources.lag_fits(value):
             return None
     else:
         before = len(out.problems)
@@ -474,16 +370,10 @@ def _lag(name: str, body: Mapping[str, Any], merged: Mapping[str, Any], at: Any,
             lines.setdefault("max_replica_lag", at("max_replica_lag"))
     if value is None or source is None:
         return None
-    why = _lag_unreadable(source)
+    why = _sources.lag_unreadable(source)
     if why:
         out.add(lines["max_replica_lag"], name, why)
     return float(value)
-
-
-def _lag_fits(value: Any) -> bool:
-    """Whether ``value`` is a finite number of seconds a replica may lag (NaN is not)."""
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and MIN_REPLICA_LAG <= value <= MAX_REPLICA_LAG)
 
 
 def _duration(merged: Mapping[str, Any], key: str, at: Any, name: str, out: _Collector,
@@ -495,11 +385,11 @@ def _duration(merged: Mapping[str, Any], key: str, at: Any, name: str, out: _Col
     try:
         found = duration.seconds(value)
     except PhraseError as exc:
-        out.add(at(key), name, f"{key}: {exc.reason} in {_shown(exc.phrase)}")
+        out.add(at(key), name, f"{key}: {exc.reason} in {_parts.shown(exc.phrase)}")
         return None
     if not low <= found <= high:
         out.add(at(key), name, f"{key!r} must be between {low:g} and {high:g} seconds "
-                f"({high / 86400:g} days), got {_shown(value)}")
+                f"({high / 86400:g} days), got {_parts.shown(value)}")
         return None
     return found
 
@@ -517,12 +407,6 @@ def _check_period(retain: Retain, tz: str) -> None:
             calendar.cutoff(moment, retain, zone)
         except (ValueError, OverflowError):
             raise PhraseError(str(retain), "the period runs off the calendar") from None
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut short if a hostile file made it long."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _text(value: Any) -> str | None:
@@ -550,7 +434,7 @@ def _number(
             f" of at least {low}" if low is not None else "")
         article = "an" if kind is int else "a"
         out.add(at(key), name, f"{key!r} must be {article} {kind.__name__}{bounds}, "
-                f"got {_shown(value)}")
+                f"got {_parts.shown(value)}")
     return value
 
 

@@ -149,3 +149,9 @@ def ignore(
             out.add(line, None, f"ignore: unknown source {src!r}")
         found.append((src, table, reason))
     return tuple(found)
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut short if a hostile file made it long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
