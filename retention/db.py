@@ -60,10 +60,32 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         connect_args["options"] = "-c timezone=UTC"
     if backend in ("mysql", "mariadb", "postgresql") and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    handshake = backend in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql" \
+        and "read_timeout" not in parsed.query
+    if handshake:  # see _pymysql_handshake_bounded
+        connect_args["read_timeout"] = int(parsed.query.get("connect_timeout", CONNECT_TIMEOUT))
     engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
     if backend == "sqlite":
         _sqlite_immediate(engine)
+    if handshake:
+        _pymysql_handshake_bounded(engine)
     return engine
+
+
+def _pymysql_handshake_bounded(engine: Engine) -> None:
+    """PyMySQL bounds only the TCP connect with ``connect_timeout``; the server's greeting
+    and the login are read with ``read_timeout``, none by default, so a host that accepts
+    the connection and never greets would hold a run forever. Connections are made with
+    ``read_timeout`` = the connect timeout, lifted as soon as the connection is made (a
+    report's count may take minutes; a batch is bounded by its statement timeout)."""
+
+    @event.listens_for(engine, "connect")
+    def _lift(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection._read_timeout = None  # PyMySQL has no public setter for it
+        if getattr(dbapi_connection, "_sock", None) is not None:
+            dbapi_connection._sock.settimeout(None)
+        if hasattr(dbapi_connection, "_current_timeout"):
+            dbapi_connection._current_timeout = None
 
 
 def _sqlite_immediate(engine: Engine) -> None:
