@@ -63,7 +63,9 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     handshake = backend in ("mysql", "mariadb") and parsed.get_driver_name() == "pymysql" \
         and "read_timeout" not in parsed.query
     if handshake:  # see _pymysql_handshake_bounded
-        connect_args["read_timeout"] = int(parsed.query.get("connect_timeout", CONNECT_TIMEOUT))
+        given = parsed.query.get("connect_timeout")
+        connect_args["read_timeout"] = int(given) if isinstance(given, str) and given.isdigit() \
+            else CONNECT_TIMEOUT
     engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **kwargs)
     if backend == "sqlite":
         _sqlite_immediate(engine)
