@@ -9,6 +9,7 @@ the walk, and every open goes through directory descriptors with ``O_NOFOLLOW``.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import os
@@ -220,6 +221,10 @@ class Tree:
               every: bool) -> Iterator[Found]:
         with os.scandir(fd) as entries:
             names = sorted(e.name for e in entries)
+        if start is not None and start[:len(prefix)] == prefix and len(start) > len(prefix):
+            # resuming inside this directory: every name before the start's own sorts before
+            # it, file or directory (a batch of a flat directory lstat's only what follows)
+            names = names[bisect.bisect_left(names, start[len(prefix)]):]
         for name in names:
             here = (*prefix, name)
             if not prefix and name in self.skip:

@@ -160,6 +160,30 @@ def test_the_walk_yields_files_in_key_order_and_resumes_exactly_after_a_key(
             == walked[walked.index(after) + 1:]
 
 
+def test_resuming_in_a_flat_directory_looks_only_at_the_files_after_the_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch resumes after the last key of the one before: in a directory of 300 files it
+    reads the metadata of the files after that key, not of all 300 again (batches of a big
+    flat directory would otherwise cost the square of its size). Also when the key itself
+    is gone (its file was deleted by that batch)."""
+    for i in range(300):
+        put(tmp_path / "flat", f"m{i:04d}.log")
+    walker = tree.Tree(str(tmp_path), (tree.compile_glob("**"),), ())
+    seen: list[str] = []
+    real = os.lstat
+
+    def counting(name: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        seen.append(str(name))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", counting)
+    for after, first in (("flat/m0289.log", 290), ("flat/m0289.gone", 289)):  # .gone < .log
+        seen.clear()
+        walked = [f.rel for f in walker.walk(after)]
+        assert walked == [f"flat/m{i:04d}.log" for i in range(first, 300)]
+        assert len(seen) <= 2 + 300 - first, seen  # the directory, the files from the key on
+
+
 # -- runs ----------------------------------------------------------------------------------
 
 def test_a_run_deletes_the_due_files_and_audits_path_size_and_sha256(tmp_path: Path) -> None:
