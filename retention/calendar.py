@@ -92,6 +92,8 @@ def first_instant(day: dt.date, tz: dt.tzinfo) -> dt.datetime:
     midnight = dt.datetime.combine(day, dt.time(0), tzinfo=UTC)
     lo = _micros(_moved(midnight, -2 * _ONE_DAY))  # local date < day
     hi = _micros(_moved(midnight, 2 * _ONE_DAY))  # local date >= day
+    if lo == _micros(_FIRST) and _local_date_reached(_FIRST, day, tz):
+        return _calendar_start(midnight.replace(tzinfo=None), tz)  # day is 0001-01-01
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if _local_date_reached(_instant(mid), day, tz):
@@ -107,6 +109,16 @@ def _moved(instant: dt.datetime, delta: dt.timedelta) -> dt.datetime:
         return instant + delta
     except OverflowError:
         return _FIRST if delta < dt.timedelta(0) else _LAST
+
+
+def _calendar_start(wall: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """The first instant datetime holds, where its wall clock in ``tz`` already reads
+    ``wall`` or later: that instant when it reads ``wall`` exactly; else the instant sought
+    lies before it, and OverflowError (as for any date outside the calendar)."""
+    if as_local_naive(_FIRST, tz) == wall:
+        return _FIRST
+    raise OverflowError(f"{wall.isoformat()} in {tz} begins before the first instant "
+                        "datetime holds")
 
 
 def _local_date_reached(instant: dt.datetime, day: dt.date, tz: dt.tzinfo) -> bool:
@@ -246,14 +258,21 @@ def first_wall_instant(wall: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
     """
     lo = _micros(_moved(wall.replace(tzinfo=UTC), -2 * _ONE_DAY))
     hi = _micros(_moved(wall.replace(tzinfo=UTC), 2 * _ONE_DAY))
+    if lo == _micros(_FIRST) and _wall_reached(_FIRST, wall, tz):
+        return _calendar_start(wall, tz)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        try:
-            reached = _instant(mid).astimezone(tz).replace(tzinfo=None) >= wall
-        except OverflowError:  # a wall clock before year 1 or after 9999 (see above)
-            reached = _instant(mid).year > 1
-        if reached:
+        if _wall_reached(_instant(mid), wall, tz):
             hi = mid
         else:
             lo = mid
     return _instant(hi)
+
+
+def _wall_reached(instant: dt.datetime, wall: dt.datetime, tz: dt.tzinfo) -> bool:
+    """Whether the wall clock in ``tz`` reads ``wall`` or later at ``instant``; one before
+    year 1 or after 9999 is earlier, respectively later, than every wall clock."""
+    try:
+        return as_local_naive(instant, tz) >= wall
+    except OverflowError:
+        return instant.year > 1

@@ -614,3 +614,29 @@ def test_in_the_first_days_of_the_calendar_the_cutoff_is_still_exact(
     assert (event <= cut) == (due <= now)
     assert calendar.local_date(calendar.first_instant(calendar.local_date(event, tz), tz),
                                tz) == calendar.local_date(event, tz)
+
+
+@pytest.mark.parametrize(("name", "starts"), [
+    ("UTC", dt.datetime(1, 1, 1, tzinfo=UTC)),  # the first instant datetime holds
+    ("Etc/GMT+12", dt.datetime(1, 1, 1, 12, tzinfo=UTC)),
+    ("Pacific/Kiritimati", dt.datetime(1, 1, 1, 10, 29, 20, tzinfo=UTC)),  # LMT -10:29:20
+    ("Europe/Berlin", None),  # LMT +0:53:28: the day began before the calendar does
+    ("Etc/GMT-14", None),
+])
+def test_the_first_day_of_the_calendar_starts_exactly_or_not_at_all(
+        name: str, starts: dt.datetime | None) -> None:
+    """Where 0001-01-01 begins at or after the first instant datetime holds, that is its
+    first instant, to the microsecond (not one later); where it began before, no instant
+    is its first: OverflowError, as for any date outside the calendar. The same for the
+    first instant whose wall clock reads 0001-01-01T00:00 or later."""
+    tz, day = calendar.zone(name), dt.date(1, 1, 1)
+    wall = dt.datetime.combine(day, dt.time(0))
+    if starts is None:
+        with pytest.raises(OverflowError):
+            calendar.first_instant(day, tz)
+        with pytest.raises(OverflowError):
+            calendar.first_wall_instant(wall, tz)
+        return
+    assert calendar.first_instant(day, tz) == starts
+    assert calendar.first_wall_instant(wall, tz) == starts
+    assert calendar.local_date(starts, tz) == day
