@@ -64,7 +64,7 @@ from retention.stored import StoredForms
 _POSTCOMPILE = re.compile(r"\(?__\[POSTCOMPILE_\w+\]\)?")
 _GROUP_CONCAT_MAX = 1 << 32  # bytes: more than max_allowed_packet lets a result hold
 # A column type SQLAlchemy does not know reflects as NullType with a warning on stderr;
-# retention names such types itself where they matter (SqlAdapter._declared_types).
+# retention names such types itself where they matter (sql_types.declared_types).
 warnings.filterwarnings("ignore", message="Did not recognize type", category=SAWarning)
 
 
