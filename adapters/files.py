@@ -30,8 +30,8 @@ from retention.adapters.files_journal import (
     ROLLED_BACK,
     Journal,
     Staged,
-    sha256_of,
 )
+from retention.adapters.files_ops import sha256_of
 from retention.adapters.protocol import (
     AffectedRow,
     Batch,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from retention.adapters import files_ops as ops
 from retention.adapters.files_tree import STATE_DIR, Found, open_parent
 
 log = structlog.get_logger("retention.adapters.files")
@@ -37,8 +37,6 @@ COMMITTED = "committed"
 ROLLED_BACK = "rolled_back"
 _MANIFEST = "manifest.json"
 _TEMP = ".tmp"  # suffix of a batch directory or decision still being written
-_CHUNK = 1 << 20  # bytes read at a time when hashing or copying
-_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV)  # link() refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +109,9 @@ class Journal:
         state = self._state_fd(create=True)
         assert state is not None
         try:
-            if _exists(state, f"{batch_id}.decision"):
+            if ops.exists(state, f"{batch_id}.decision"):
                 raise FileExistsError(errno.EEXIST, f"batch {batch_id} was settled already")
-            if _exists(state, batch_id):
+            if ops.exists(state, batch_id):
                 raise FileExistsError(errno.EEXIST, f"batch {batch_id} exists already")
             # made under a temporary name: a batch directory always has its manifest
             temp = f"{batch_id}{_TEMP}"
@@ -123,7 +121,7 @@ class Journal:
                 body = {"rule": rule, "files": [
                     {"i": i, "path": f.rel, "size": f.size, "mtime_ns": f.mtime_ns,
                      "ino": f.ino} for i, f in enumerate(files)]}
-                _write(batch, _MANIFEST, json.dumps(body).encode())
+                ops.write(batch, _MANIFEST, json.dumps(body).encode())
             finally:
                 os.close(batch)
             os.rename(temp, batch_id, src_dir_fd=state, dst_dir_fd=state)
@@ -142,14 +140,14 @@ class Journal:
             except (OSError, ValueError):
                 return None
             try:
-                if not _same(_lstat(parent, name), found):
+                if not ops.same(ops.lstat(parent, name), found):
                     return None
                 state = self._batch_fd(batch_id)
                 try:
                     os.rename(name, str(index), src_dir_fd=parent, dst_dir_fd=state)
-                    digest = _hash_if_same(state, str(index), found)
+                    digest = ops.hash_if_same(state, str(index), found)
                     if digest is None:  # written to between the check and the move
-                        _link_back(state, str(index), root, found.rel)
+                        ops.link_back(state, str(index), root, found.rel)
                         return None
                 finally:
                     os.close(state)
@@ -179,7 +177,7 @@ class Journal:
             try:
                 manifest = self._manifest_of(batch)
                 for entry in manifest["files"] if manifest else []:
-                    st = _lstat(batch, str(entry["i"]))
+                    st = ops.lstat(batch, str(entry["i"]))
                     if st is not None and stat.S_ISREG(st.st_mode):
                         out.append((batch_id, int(entry["i"]), Found(
                             str(entry["path"]), st.st_size, st.st_mtime_ns, st.st_ino)))
@@ -194,10 +192,10 @@ class Journal:
         source = self._batch_fd(old)
         target = self._batch_fd(batch_id)
         try:
-            if not _same(_lstat(source, str(index)), found):
+            if not ops.same(ops.lstat(source, str(index)), found):
                 return None
             os.rename(str(index), str(new_index), src_dir_fd=source, dst_dir_fd=target)
-            digest = _hash_if_same(target, str(new_index), found)
+            digest = ops.hash_if_same(target, str(new_index), found)
         finally:
             os.close(source)
             os.close(target)
@@ -211,21 +209,21 @@ class Journal:
         try:
             final = f"{batch_id}.decision"
             temp = f"{batch_id}.{uuid.uuid4().hex}{_TEMP}"
-            _write(state, temp, decision.encode())
+            ops.write(state, temp, decision.encode())
             try:
                 os.link(temp, final, src_dir_fd=state, dst_dir_fd=state)
             except FileExistsError:
                 pass
             except OSError as exc:  # no hard links here (FAT, some FUSE): exclusive create
-                if exc.errno not in _NO_LINKS:
+                if exc.errno not in ops.NO_LINKS:
                     raise
                 with contextlib.suppress(FileExistsError):
-                    _write(state, final, decision.encode())
+                    ops.write(state, final, decision.encode())
             finally:
                 os.unlink(temp, dir_fd=state)
             os.fsync(state)
             # empty: a crash between creating and writing it, before any delete happened
-            return _read(state, final) or ROLLED_BACK
+            return ops.read(state, final) or ROLLED_BACK
         finally:
             os.close(state)
 
@@ -234,8 +232,8 @@ class Journal:
         if state is None:
             return None
         try:
-            return _read(state, f"{batch_id}.decision") \
-                if _exists(state, f"{batch_id}.decision") else None
+            return ops.read(state, f"{batch_id}.decision") \
+                if ops.exists(state, f"{batch_id}.decision") else None
         finally:
             os.close(state)
 
@@ -252,7 +250,7 @@ class Journal:
         try:
             manifest = self._manifest(state, batch_id)
             if manifest is None:
-                _remove_dir(state, batch_id)
+                ops.remove_dir(state, batch_id)
                 return committed
             batch = os.open(batch_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
                             dir_fd=state)
@@ -260,13 +258,13 @@ class Journal:
             try:
                 for entry in manifest["files"]:
                     index, rel = str(entry["i"]), str(entry["path"])
-                    if not _exists(batch, index):
+                    if not ops.exists(batch, index):
                         continue
                     if committed:
                         if self.archive is not None:
                             self._archive(batch, index, rel)
                         os.unlink(index, dir_fd=batch)
-                    elif not _link_back(batch, index, root, rel):
+                    elif not ops.link_back(batch, index, root, rel):
                         left += 1
                         log.warning("file_not_restored", batch_id=batch_id, path=rel,
                                     reason="the path holds a new file; the old one stays in "
@@ -275,7 +273,7 @@ class Journal:
                 os.close(batch)
             if not left:
                 os.unlink(f"{batch_id}/{_MANIFEST}", dir_fd=state)
-                _remove_dir(state, batch_id)
+                ops.remove_dir(state, batch_id)
             return committed
         finally:
             os.close(root)
@@ -299,17 +297,17 @@ class Journal:
         """Put the staged file at ``rel`` in the archive (``rel.<sha256>`` when another file
         is there already); nothing when a file with its content is there (a repeated call)."""
         assert self.archive is not None
-        digest = _hash(batch, index)
+        digest = ops.hash_file(batch, index)
         archive = os.open(self.archive, os.O_RDONLY | os.O_DIRECTORY)
         try:
             parent, name = open_parent(archive, rel, create=True)
             try:
                 for candidate in (name, f"{name}.{digest[:16]}", f"{name}.{digest}"):
-                    if _exists(parent, candidate):
-                        if _hash(parent, candidate) == digest:
+                    if ops.exists(parent, candidate):
+                        if ops.hash_file(parent, candidate) == digest:
                             return
                         continue
-                    _place(batch, index, parent, candidate)
+                    ops.place(batch, index, parent, candidate)
                     os.fsync(parent)
                     return
                 raise FileExistsError(errno.EEXIST, f"cannot archive {rel!r}: every name "
@@ -324,7 +322,7 @@ class Journal:
     @staticmethod
     def _manifest_of(batch: int) -> dict[str, Any] | None:
         try:
-            found = json.loads(_read(batch, _MANIFEST))
+            found = json.loads(ops.read(batch, _MANIFEST))
         except (OSError, ValueError):
             return None
         return found if isinstance(found, dict) else None
@@ -332,144 +330,7 @@ class Journal:
     @staticmethod
     def _manifest(state: int, batch_id: str) -> dict[str, Any] | None:
         try:
-            found = json.loads(_read(state, f"{batch_id}/{_MANIFEST}"))
+            found = json.loads(ops.read(state, f"{batch_id}/{_MANIFEST}"))
         except (OSError, ValueError):
             return None
         return found if isinstance(found, dict) else None
-
-
-def _exists(fd: int, name: str) -> bool:
-    try:
-        os.lstat(name, dir_fd=fd)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _lstat(fd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.lstat(name, dir_fd=fd)
-    except OSError:
-        return None
-
-
-def _same(st: os.stat_result | None, found: Found) -> bool:
-    return (st is not None and stat.S_ISREG(st.st_mode) and st.st_ino == found.ino
-            and st.st_size == found.size and st.st_mtime_ns == found.mtime_ns)
-
-
-def _hash_if_same(fd: int, name: str, found: Found) -> str | None:
-    """sha256 of the file, if it is ``found`` before and after reading it."""
-    handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-    try:
-        if not _same(os.fstat(handle), found):
-            return None
-        digest = hashlib.sha256()
-        while chunk := os.read(handle, _CHUNK):
-            digest.update(chunk)
-        return digest.hexdigest() if _same(os.fstat(handle), found) else None
-    finally:
-        os.close(handle)
-
-
-def _hash(fd: int, name: str) -> str:
-    handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-    try:
-        digest = hashlib.sha256()
-        while chunk := os.read(handle, _CHUNK):
-            digest.update(chunk)
-        return digest.hexdigest()
-    finally:
-        os.close(handle)
-
-
-def _link_back(fd: int, name: str, root: int, rel: str) -> bool:
-    """Put a staged file back at ``rel`` unless something is there now; True if it went."""
-    try:
-        parent, base = open_parent(root, rel, create=True)
-    except (OSError, ValueError):
-        return False
-    try:
-        os.link(name, base, src_dir_fd=fd, dst_dir_fd=parent, follow_symlinks=False)
-    except FileExistsError:
-        return False
-    except OSError as exc:  # no hard links here: rename if the path is still free
-        if exc.errno not in _NO_LINKS:
-            raise
-        if _exists(parent, base):
-            return False
-        os.rename(name, base, src_dir_fd=fd, dst_dir_fd=parent)
-        return True
-    finally:
-        os.close(parent)
-    os.unlink(name, dir_fd=fd)
-    return True
-
-
-def _place(src: int, name: str, dst: int, target: str) -> None:
-    """Link ``name`` into ``dst`` as ``target``; across file systems, a synced copy."""
-    try:
-        os.link(name, target, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
-        return
-    except OSError as exc:
-        if exc.errno not in _NO_LINKS:
-            raise
-    temp = f".{target}.{uuid.uuid4().hex}.tmp"
-    reader = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=src)
-    try:
-        writer = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dst)
-        try:
-            while chunk := os.read(reader, _CHUNK):
-                os.write(writer, chunk)
-            os.fsync(writer)
-        finally:
-            os.close(writer)
-    finally:
-        os.close(reader)
-    try:
-        os.link(temp, target, src_dir_fd=dst, dst_dir_fd=dst)
-    finally:
-        os.unlink(temp, dir_fd=dst)
-
-
-def _write(fd: int, name: str, data: bytes) -> None:
-    handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd)
-    try:
-        os.write(handle, data)
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _read(fd: int, name: str) -> str:
-    handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-    try:
-        out = b""
-        while chunk := os.read(handle, _CHUNK):
-            out += chunk
-        return out.decode()
-    finally:
-        os.close(handle)
-
-
-def _remove_dir(state: int, batch_id: str) -> None:
-    """Remove an emptied batch directory (one holding anything else stays)."""
-    try:
-        os.rmdir(batch_id, dir_fd=state)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
-            raise
-
-
-def sha256_of(root: int, rel: str) -> str | None:
-    """sha256 of the file at ``rel`` under ``root`` (links not followed), or None."""
-    try:
-        parent, name = open_parent(root, rel)
-    except (OSError, ValueError):
-        return None
-    try:
-        return _hash(parent, name)
-    except OSError:
-        return None
-    finally:
-        os.close(parent)
