@@ -233,9 +233,7 @@ class Tree:
                 st = os.lstat(name, dir_fd=fd)
             except OSError:
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                if start is not None and here < start and start[:len(here)] != here:
-                    continue  # every file below sorts before ``start``
+            if stat.S_ISDIR(st.st_mode):  # after ``start`` or on its path (the bisect above)
                 try:
                     sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                 except OSError:

@@ -52,8 +52,12 @@ class Removed:
         width = len(columns)
         key_list = [k[0] for k in keys] if width == 1 else [list(k[:width]) for k in keys]
         try:
-            ready = _column(key_list, str) if width == 1 else list(map(list, zip(
-                *(_column(list(c), str) for c in zip(*key_list, strict=True)), strict=True)))
+            ready: list[Any]
+            if width == 1:
+                ready = _column(key_list, str)
+            else:  # converted column by column, then back into rows
+                converted = [_column(list(c), str) for c in zip(*key_list, strict=True)]
+                ready = [list(row) for row in zip(*converted, strict=True)]
             key_text = json.dumps(ready, separators=(",", ":"))
         except _Nested:  # keys that are containers: json's own walk
             key_text = json.dumps(key_list, separators=(",", ":"), default=str)

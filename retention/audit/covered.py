@@ -215,18 +215,24 @@ def last_runs(store: AuditStore, policy: str, rules: set[str] | None = None
     Read from ``retention_runs`` and checked against the run's chained ``run_finished``
     entry. Raises :class:`AuditError` (exit 1) when the two disagree."""
     found = store.last_rule_runs(policy, rules)
-    out: dict[str, dict[str, Any]] = {}
-    checked: set[str] = set()
+    for problem in unvouched(store, found).values():
+        raise AuditError(problem, exit_code=1)
+    return {rule: {"run_id": part["run_id"], "at": part.get("finished_at"),
+                   "status": part.get("status"), "deleted": part.get("deleted", 0),
+                   "anonymized": part.get("anonymized", 0)}
+            for rule, part in found.items()}
+
+
+def unvouched(store: AuditStore, found: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Per rule of ``found`` (:meth:`AuditStore.last_rule_runs`) whose run row differs from
+    its chained entries, why (each run checked once)."""
+    problems: dict[str, str | None] = {}
+    out: dict[str, str] = {}
     for rule, part in found.items():
-        run_id = part["run_id"]
-        if run_id not in checked:
-            problem = run_problem(store, run_id)
-            if problem:
-                raise AuditError(f"run {run_id} in retention_runs does not match the audit "
-                                 f"chain: {problem} (see 'retention audit verify')",
-                                 exit_code=1)
-            checked.add(run_id)
-        out[rule] = {"run_id": run_id, "at": part.get("finished_at"),
-                     "status": part.get("status"), "deleted": part.get("deleted", 0),
-                     "anonymized": part.get("anonymized", 0)}
+        run_id = str(part["run_id"])
+        if run_id not in problems:
+            problems[run_id] = run_problem(store, run_id)
+        if problems[run_id]:
+            out[rule] = (f"run {run_id} in retention_runs does not match the audit chain: "
+                         f"{problems[run_id]} (see 'retention audit verify')")
     return out

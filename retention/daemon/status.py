@@ -20,7 +20,7 @@ def build(policy: Policy, now: dt.datetime) -> dict[str, Any]:
     try:
         wanted = {r.name for r in policy.rules}
         last = store.last_rule_runs(policy.name, wanted) if store else {}
-        unvouched = _unvouched(store, last) if store else {}
+        unvouched = covered.unvouched(store, last) if store else {}
         running = daemons.daemons(store, policy.name, now) if store else []
     finally:
         if store is not None:
@@ -37,8 +37,8 @@ def build(policy: Policy, now: dt.datetime) -> dict[str, Any]:
                 "next_run": None if fire is None else fire.isoformat(),
                 "last_run": last.get(rule.name), "backlog": None,
             }
-            if rule.name in unvouched:
-                entry["error"] = unvouched[rule.name]
+            if rule.name in unvouched:  # as report refuses such a last_run (exit 1)
+                entry["error"] = f"last {unvouched[rule.name]}"
             elif rule.name in failed:
                 entry["error"] = failed[rule.name]
             else:
@@ -51,18 +51,3 @@ def build(policy: Policy, now: dt.datetime) -> dict[str, Any]:
         {k: d[k] for k in ("daemon_id", "host", "pid", "started_at", "beat_at", "age_seconds",
                            "state")} for d in running], "rules": rules}
 
-
-def _unvouched(store: AuditStore, last: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Per rule whose last run in ``retention_runs`` differs from its chained entries: why
-    (the status then shows an error, exit 1, as ``report`` refuses such a ``last_run``)."""
-    problems: dict[str, str | None] = {}
-    out: dict[str, str] = {}
-    for rule, run in last.items():
-        run_id = str(run["run_id"])
-        if run_id not in problems:
-            problems[run_id] = covered.run_problem(store, run_id)
-        problem = problems[run_id]
-        if problem:
-            out[rule] = (f"last run {run_id} in retention_runs does not match the audit "
-                         f"chain: {problem} (see 'retention audit verify')")
-    return out

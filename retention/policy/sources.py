@@ -42,7 +42,7 @@ def read(tree: Any, line: int, out: Collector) -> dict[str, Source]:
                     "'naive_timestamps' must be 'utc' or 'local'")
         if isinstance(body.get("url"), str) and body["url"]:
             check_url(body["url"], body.line_of("url"), f"source {name!r}: url",
-                       adapter == "sql", out)
+                      adapter == "sql", out)
         _replicas(str(name), body, adapter, out)
         lag = body.get("max_replica_lag")
         if "max_replica_lag" in body and not lag_fits(lag):
