@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import threading
 import time
 import uuid
 from types import FrameType
@@ -47,7 +46,7 @@ class Daemon:
         self.metrics = metrics
         self.daemon_id = str(uuid.uuid4())
         self.started_at = now_text()
-        self.reload_requested = threading.Event()
+        self.reload_requested = stop.Flag()  # set by SIGHUP: no lock in a handler
         self.policy = self._load()
         self.store = AuditStore(self.policy.audit_url)
         self.log = log.bind(policy=self.policy.name, daemon_id=self.daemon_id)

@@ -1,12 +1,57 @@
-"""A polite stop: SIGTERM or SIGINT lets the current batch commit, then the run ends."""
+"""A polite stop: SIGTERM or SIGINT lets the current batch commit, then the run ends.
+
+The flag a signal handler sets must not take a lock. A handler runs in the main thread
+between two bytecodes; ``threading.Event.set`` takes the event's lock, which the main
+thread itself holds while it is inside ``Event.wait`` — the process then waits for itself
+forever. :class:`Flag` is set with a plain attribute and a byte written to a pipe, and
+waited on with ``poll`` on that pipe, so setting it never waits for anything.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
-import threading
 from types import FrameType
 
-requested = threading.Event()  # set by a signal; checked between batches and rules
+
+class Flag:
+    """A set-once-until-cleared flag that a signal handler may set; any thread may wait."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._read, self._write = os.pipe()  # not inherited by child processes (PEP 446)
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        self._set = True
+        with contextlib.suppress(BlockingIOError):  # a full pipe wakes its waiters as well
+            os.write(self._write, b"!")  # wakes every poll() waiting on the pipe
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def clear(self) -> None:
+        """Unset the flag (a set() that races with this one stays set: the flag first)."""
+        self._set = False
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the flag; whether it is set."""
+        if not self._set and timeout > 0:
+            waiting = select.poll()
+            waiting.register(self._read, select.POLLIN)
+            waiting.poll(timeout * 1000)  # retried after a signal (PEP 475)
+        return self._set
+
+
+requested = Flag()  # set by a signal; checked between batches and rules
 
 
 def _handle(signum: int, _frame: FrameType | None) -> None:

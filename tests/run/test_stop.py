@@ -1,0 +1,104 @@
+"""A stop requested by a signal: the handler never waits for a lock the main thread holds.
+
+``threading.Event.set`` takes the event's lock. A signal handler runs in the main thread
+between two bytecodes, so a SIGTERM that lands while the main thread is inside
+``Event.wait`` (which holds that lock around its checks) deadlocks the process: the
+daemon once stayed up 30 s after SIGTERM in CI. These tests send the signals into exactly
+those loops, many times."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from retention.run import stop
+
+LOOPS = {
+    # the daemon's main loop and the throttle's sleep, made as tight as they can be
+    "wait": "while not stop.requested.wait(0.0): pass",
+    "sleep": "while not throttle.sleep(0.0): pass",
+    "clear": textwrap.dedent("""\
+        hup = stop.Flag()
+        signal.signal(signal.SIGHUP, lambda *_: hup.set())
+        print("hup", flush=True)
+        seen = 0
+        while not stop.requested.wait(0.0):
+            if hup.is_set():
+                hup.clear()
+                seen += 1
+        print("hups", seen, flush=True)"""),
+}
+
+
+def child(loop: str) -> subprocess.Popen[str]:
+    code = "\n".join([
+        "import signal",
+        "from retention.run import stop, throttle",
+        "stop.install()",
+        "print('ready', flush=True)",
+        LOOPS[loop],
+        "print('stopped', flush=True)",
+    ])
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
+@pytest.mark.parametrize("loop", ["wait", "sleep"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_a_loop_that_waits_on_the_flag(loop: str, sig: int) -> None:
+    for _ in range(8):  # the old Event deadlocked on about half of these
+        proc = child(loop)
+        time.sleep(0.05)
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"{loop}: still running 10 s after {sig!r}")
+        assert proc.returncode == 0
+        assert proc.stdout is not None and proc.stdout.read() == "stopped\n"
+
+
+def test_signals_that_set_a_flag_the_main_thread_clears_never_hang_it() -> None:
+    proc = child("clear")
+    assert proc.stdout is not None and proc.stdout.readline() == "hup\n"
+    for _ in range(200):
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("still running 10 s after SIGTERM")
+    hups = proc.stdout.read().split()
+    assert hups[0] == "hups" and int(hups[1]) >= 1 and hups[2:] == ["stopped"]
+
+
+def test_a_flag_wakes_every_waiting_thread_and_stays_set_until_cleared() -> None:
+    flag = stop.Flag()
+    assert not flag.is_set() and flag.wait(0.01) is False
+    woke: list[bool] = []
+    threads = [threading.Thread(target=lambda: woke.append(flag.wait(30))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    flag.set()
+    for t in threads:
+        t.join(5)
+    assert woke == [True, True, True] and time.monotonic() - started < 5
+    assert flag.wait(0) and flag.wait(0.01)  # a set flag stays set
+    flag.set()  # setting twice is harmless
+    flag.clear()
+    assert not flag.is_set() and flag.wait(0.05) is False  # cleared: waits the whole time
+    flag.set()
+    assert flag.wait(1)
