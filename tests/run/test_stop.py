@@ -23,6 +23,8 @@ LOOPS = {
     # the daemon's main loop and the throttle's sleep, made as tight as they can be
     "wait": "while not stop.requested.wait(0.0): pass",
     "sleep": "while not throttle.sleep(0.0): pass",
+    # a long wait: the signal must wake it, not the end of the 30 s
+    "long wait": "while not stop.requested.wait(30.0): pass",
     "clear": textwrap.dedent("""\
         hup = stop.Flag()
         signal.signal(signal.SIGHUP, lambda *_: hup.set())
@@ -51,10 +53,10 @@ def child(loop: str) -> subprocess.Popen[str]:
     return proc
 
 
-@pytest.mark.parametrize("loop", ["wait", "sleep"])
+@pytest.mark.parametrize("loop", ["wait", "sleep", "long wait"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_ends_a_loop_that_waits_on_the_flag(loop: str, sig: int) -> None:
-    for _ in range(8):  # the old Event deadlocked on about half of these
+    for _ in range(2 if loop == "long wait" else 6):  # the old Event hung in half of these
         proc = child(loop)
         time.sleep(0.05)
         proc.send_signal(sig)
