@@ -11,10 +11,15 @@
 * ``make_engine`` (function): ``make_engine(url, **kwargs)`` is ``sqlalchemy.create_engine``
   whose engines are disposed after the test, which fails if one still had a connection
   checked out.
+
+The suite runs in parallel (``-n auto`` in pyproject.toml): one pytest-xdist worker per
+core, at most :data:`MAX_WORKERS`, each with its own throwaway servers. ``-n 0`` runs it
+in one process.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,8 +30,14 @@ from sqlalchemy.engine import Engine
 from retention.testing import EngineTracker, Server, server_available, start_mariadb, start_postgres
 from tests.support import missing
 
+MAX_WORKERS = 4  # each worker starts its own PostgreSQL and MariaDB when it needs them
 DB_KINDS = ["sqlite", "postgresql", "mariadb"]
 _URL_FIXTURES = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mariadb": "mariadb_url"}
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core this process may use, at most MAX_WORKERS."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
 def _server(kind: str, start: Callable[[], Server]) -> Iterator[Server]:
