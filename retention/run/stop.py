@@ -10,9 +10,11 @@ waited on with ``poll`` on that pipe, so setting it never waits for anything.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import signal
+import time
 from types import FrameType
 
 
@@ -21,6 +23,10 @@ class Flag:
 
     def __init__(self) -> None:
         self._set = False
+        self._pipe()
+        os.register_at_fork(after_in_child=self._pipe)  # a forked child wakes only itself
+
+    def _pipe(self) -> None:
         self._read, self._write = os.pipe()  # not inherited by child processes (PEP 446)
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
@@ -36,18 +42,25 @@ class Flag:
     def clear(self) -> None:
         """Unset the flag (a set() that races with this one stays set: the flag first)."""
         self._set = False
-        try:
+        self._drain()
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
             while os.read(self._read, 4096):
                 pass
-        except BlockingIOError:
-            pass
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the flag; whether it is set."""
-        if not self._set and timeout > 0:
+        deadline = time.monotonic() + timeout
+        while not self._set:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             waiting = select.poll()
             waiting.register(self._read, select.POLLIN)
-            waiting.poll(timeout * 1000)  # retried after a signal (PEP 475)
+            waiting.poll(math.ceil(left * 1000))  # retried after a signal (PEP 475)
+            if not self._set:  # a wake-up a clear() undid: wait on for the rest
+                self._drain()
         return self._set
 
 

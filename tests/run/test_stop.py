@@ -8,6 +8,7 @@ those loops, many times."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -104,3 +105,30 @@ def test_a_flag_wakes_every_waiting_thread_and_stays_set_until_cleared() -> None
     assert not flag.is_set() and flag.wait(0.05) is False  # cleared: waits the whole time
     flag.set()
     assert flag.wait(1)
+
+
+def test_a_wake_up_that_a_clear_undid_does_not_end_a_wait_early() -> None:
+    """set() then clear() from another thread while a wait runs: the wait lasts its time."""
+    flag = stop.Flag()
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(flag.wait(0.6)))
+    started = time.monotonic()
+    waiter.start()
+    flag.set()
+    flag.clear()
+    os.write(flag._write, b"!")  # the byte a set() racing with clear() leaves behind
+    waiter.join(5)
+    assert result == [False] and time.monotonic() - started >= 0.6
+
+
+def test_a_forked_child_wakes_only_itself() -> None:
+    """The child has a pipe of its own: its wake-ups never reach (or drain) the parent's."""
+    flag = stop.Flag()
+    pid = os.fork()
+    if pid == 0:  # the child: set its own copy, then leave at once
+        flag.set()
+        os._exit(0 if flag.wait(0) else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    with pytest.raises(BlockingIOError):
+        os.read(flag._read, 1)  # nothing arrived in the parent's pipe
+    assert flag.wait(0.05) is False and not flag.is_set()
