@@ -58,7 +58,7 @@ class Flag:
                 break
             waiting = select.poll()
             waiting.register(self._read, select.POLLIN)
-            waiting.poll(math.ceil(left * 1000))  # retried after a signal (PEP 475)
+            waiting.poll(math.ceil(min(left, 86400) * 1000))  # retried after a signal (PEP 475)
             if not self._set:  # a wake-up a clear() undid: wait on for the rest
                 self._drain()
         return self._set

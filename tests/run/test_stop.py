@@ -90,7 +90,9 @@ def test_a_flag_wakes_every_waiting_thread_and_stays_set_until_cleared() -> None
     flag = stop.Flag()
     assert not flag.is_set() and flag.wait(0.01) is False
     woke: list[bool] = []
-    threads = [threading.Thread(target=lambda: woke.append(flag.wait(30))) for _ in range(3)]
+    threads = [threading.Thread(target=lambda limit: woke.append(flag.wait(limit)),
+                                args=(limit,), daemon=True)
+               for limit in (30, 86400 * 365, 1e12)]  # past what poll() takes in ms
     for t in threads:
         t.start()
     time.sleep(0.05)
