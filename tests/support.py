@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,7 +28,9 @@ def table_rows(url: str, table: str, order: str = "1") -> list[dict[str, Any]]:
     """Rows of ``table`` with typed values (timestamps as datetimes, also on SQLite)."""
     engine = create_engine(url)
     try:
-        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine)
+        with warnings.catch_warnings():  # MariaDB's inet6 and the like: read as they come
+            warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+            reflected = sa.Table(table, sa.MetaData(), autoload_with=engine)
         with engine.connect() as conn:
             rows = conn.execute(reflected.select().order_by(sa.text(order)))
             return [dict(r._mapping) for r in rows]
