@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import time
+import weakref
 from types import FrameType
 
 
@@ -23,13 +24,24 @@ class Flag:
 
     def __init__(self) -> None:
         self._set = False
+        self._fds: tuple[int, int] | None = None
         self._pipe()
-        os.register_at_fork(after_in_child=self._pipe)  # a forked child wakes only itself
+        _flags.add(self)
 
     def _pipe(self) -> None:
-        self._read, self._write = os.pipe()  # not inherited by child processes (PEP 446)
+        self._close()
+        self._read, self._write = self._fds = os.pipe()  # not inherited by exec (PEP 446)
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+
+    def _close(self) -> None:
+        fds, self._fds = self._fds, None
+        for fd in fds or ():
+            os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit os may be gone already
+            self._close()
 
     def set(self) -> None:
         self._set = True
@@ -64,6 +76,16 @@ class Flag:
         return self._set
 
 
+_flags: weakref.WeakSet[Flag] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child gets pipes of its own: its wake-ups neither reach nor drain ours."""
+    for flag in list(_flags):
+        flag._pipe()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 requested = Flag()  # set by a signal; checked between batches and rules
 
 

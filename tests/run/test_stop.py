@@ -8,6 +8,7 @@ those loops, many times."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -134,3 +135,14 @@ def test_a_forked_child_wakes_only_itself() -> None:
     with pytest.raises(BlockingIOError):
         os.read(flag._read, 1)  # nothing arrived in the parent's pipe
     assert flag.wait(0.05) is False and not flag.is_set()
+
+
+def test_a_flag_that_is_no_longer_used_closes_its_pipe() -> None:
+    flag = stop.Flag()
+    read, write = flag._read, flag._write
+    os.fstat(read)
+    del flag
+    gc.collect()
+    for fd in (read, write):
+        with pytest.raises(OSError):
+            os.fstat(fd)
