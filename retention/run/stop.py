@@ -39,10 +39,6 @@ class Flag:
         for fd in fds or ():
             os.close(fd)
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at interpreter exit os may be gone already
-            self._close()
-
     def set(self) -> None:
         self._set = True
         with contextlib.suppress(BlockingIOError):  # a full pipe wakes its waiters as well
