@@ -19,25 +19,27 @@ import weakref
 from types import FrameType
 
 
+def _pipe() -> tuple[int, int]:
+    """A non-blocking pipe, not inherited by programs this one starts (PEP 446)."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    return read, write
+
+
 class Flag:
     """A set-once-until-cleared flag that a signal handler may set; any thread may wait."""
 
     def __init__(self) -> None:
         self._set = False
-        self._fds: tuple[int, int] | None = None
-        self._pipe()
+        self._read, self._write = _pipe()
         _flags.add(self)
 
-    def _pipe(self) -> None:
-        self._close()
-        self._read, self._write = self._fds = os.pipe()  # not inherited by exec (PEP 446)
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-
-    def _close(self) -> None:
-        fds, self._fds = self._fds, None
-        for fd in fds or ():
-            os.close(fd)
+    def _new_pipe(self) -> None:
+        """In a forked child: let go of the parent's pipe and take one of its own."""
+        os.close(self._read)
+        os.close(self._write)
+        self._read, self._write = _pipe()
 
     def set(self) -> None:
         self._set = True
@@ -60,12 +62,12 @@ class Flag:
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the flag; whether it is set."""
         deadline = time.monotonic() + timeout
+        waiting = select.poll()
+        waiting.register(self._read, select.POLLIN)
         while not self._set:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            waiting = select.poll()
-            waiting.register(self._read, select.POLLIN)
             waiting.poll(math.ceil(min(left, 86400) * 1000))  # retried after a signal (PEP 475)
             if not self._set:  # a wake-up a clear() undid: wait on for the rest
                 self._drain()
@@ -78,7 +80,7 @@ _flags: weakref.WeakSet[Flag] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     """A forked child gets pipes of its own: its wake-ups neither reach nor drain ours."""
     for flag in list(_flags):
-        flag._pipe()
+        flag._new_pipe()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
